@@ -1,0 +1,6 @@
+"""``python -m bigcat``."""
+
+from bigcat.cli import main
+
+if __name__ == "__main__":
+    main()

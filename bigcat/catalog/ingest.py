@@ -1,0 +1,463 @@
+"""`bigcat ingest`: raw Gaia x 2MASS x unWISE tables -> HEALPix catalogue (HATS layout).
+
+Map-reduce, resumable, atomic:
+
+1. **Check** every input's header: required columns present (after the ``[columns]`` mapping)
+   and of the right kind. Nothing is written when a check fails.
+2. **Split** (one Dask task per input chunk, ``ingest-split-f0000-c00003``): read the chunk,
+   rename, cast, validate rows, add ``_healpix_29``, sort by it and write one shard file per
+   chunk plus a done-marker with the rows per pixel.
+3. **Merge** (one task per group of neighbouring pixels, ``ingest-pix1234``): read each
+   shard's rows of those pixels (row-group statistics skip the rest), check source_id
+   uniqueness, sort, write one file per pixel.
+4. **Finalise**: source_id uniqueness across pixels, HATS metadata via the hats library, then
+   the finished catalogue is renamed into place.
+
+Work happens in ``CATALOG.partial/``: an interrupted run re-run with the same inputs resumes from
+its done-markers and finished pixels; a bad input removes it, leaving no partial catalogue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from distributed import Client
+
+from bigcat import __version__
+from bigcat.catalog.healpix import HEALPIX29, healpix29, pixel_at_order, pixel_index_range
+from bigcat.catalog.readers import (
+    ChunkSpec,
+    expand_inputs,
+    plan_chunks,
+    read_chunk,
+    read_column_kinds,
+)
+from bigcat.catalog.store import (
+    Catalog,
+    file_fingerprint,
+    finalize_catalog,
+    partition_path,
+    read_parquet_checked,
+    write_frame_atomic,
+    write_table_atomic,
+)
+from bigcat.config import Config
+from bigcat.errors import CatalogError, InputError, missing_columns_message
+from bigcat.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
+from bigcat.stages.tasks import run_tasks
+
+logger = logging.getLogger(__name__)
+
+ROW_ID = "_bigcat_row"  # (file index << 40) | row number: names rows in error messages
+_ROW_BITS = 40
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """What an ingest will read and how (the result of the header checks)."""
+
+    files: list[Path]
+    rename: dict[str, str]  # user column -> bigcat column
+    read_columns: list[list[str]]  # per file: user columns to read
+    missing_optional: list[list[str]]  # per file: bigcat optional/zero-point columns to fill
+    chunks: list[ChunkSpec]
+    fingerprint: str
+
+
+def _fingerprint_files(files: list[Path], extra: dict) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 16))
+    h.update(json.dumps(extra, sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def plan_ingest(inputs: list[str | Path], config: Config) -> IngestPlan:
+    """Check every input's header and plan the chunks. Reads no data.
+
+    Raises
+    ------
+    InputError
+        Naming the file and every missing or mistyped column, with the fix.
+    """
+    files = expand_inputs(inputs)
+    mapping = dict(config.columns)  # bigcat -> user
+    wanted = {
+        **REQUIRED_COLUMNS,
+        **{k: v[0] for k, v in OPTIONAL_COLUMNS.items()},
+        **ZEROPOINT_COLUMNS,
+    }
+    rename = {mapping.get(c, c): c for c in wanted}
+    read_columns, missing_optional, chunks = [], [], []
+    for i, path in enumerate(files):
+        kinds, n_rows = read_column_kinds(path)
+        missing = [c for c in REQUIRED_COLUMNS if mapping.get(c, c) not in kinds]
+        if missing:
+            raise InputError(missing_columns_message(str(path), missing, kinds, taken=rename))
+        for col, kind in wanted.items():
+            user = mapping.get(col, col)
+            if user not in kinds:
+                continue
+            have = kinds[user]
+            ok = have in ("int", "null") if kind == "int" else have in ("int", "float", "null")
+            if not ok and not (kind == "int" and have == "bool"):
+                raise InputError(
+                    f"{path}: column '{user}' has type {have}, but bigcat needs "
+                    f"{'an integer' if kind == 'int' else 'a number'} for {col}. Convert the column "
+                    "(e.g. strip units or quotes) or map a different column in [columns]."
+                )
+        read_columns.append([mapping.get(c, c) for c in wanted if mapping.get(c, c) in kinds])
+        absent = [c for c in wanted if c not in REQUIRED_COLUMNS and mapping.get(c, c) not in kinds]
+        missing_zp = [c for c in ZEROPOINT_COLUMNS if c in absent]
+        if missing_zp:
+            logger.warning(
+                "%s: no %s; the parallax zero-point cannot be applied to its rows (flagged).",
+                path,
+                ", ".join(missing_zp),
+            )
+        missing_optional.append(absent)
+        chunks.extend(plan_chunks(path, i, n_rows, config.ingest.chunk_rows))
+    fingerprint = _fingerprint_files(
+        files, {"columns": mapping, "nside": config.ingest.nside, "version": __version__}
+    )
+    return IngestPlan(files, rename, read_columns, missing_optional, chunks, fingerprint)
+
+
+def prepare_rows(
+    df: pd.DataFrame,
+    rename: dict[str, str],
+    fill: list[str],
+    path: str,
+    first_row: int,
+    file_index: int,
+) -> pd.DataFrame:
+    """Rename, cast and validate one piece of an input file; add ``_healpix_29`` and the row id.
+
+    Pure: frame in, frame out. Output columns: every contract column (absent optional ones
+    filled with their defaults), ``_healpix_29`` and ``_bigcat_row``.
+
+    Raises
+    ------
+    InputError
+        Naming the file, column and first bad row (1-based data row) with the fix.
+    """
+    df = df.rename(columns=rename)
+    out: dict[str, np.ndarray] = {}
+    kinds = {
+        **REQUIRED_COLUMNS,
+        **{k: v[0] for k, v in OPTIONAL_COLUMNS.items()},
+        **ZEROPOINT_COLUMNS,
+    }
+    for col, kind in kinds.items():
+        if col in df.columns:
+            values = pd.to_numeric(df[col], errors="coerce")
+            if kind == "int":
+                bad = values.isna().to_numpy()
+                if col == "astrometric_params_solved":
+                    values = values.fillna(0)
+                elif bad.any():
+                    row = first_row + int(np.argmax(bad)) + 1
+                    raise InputError(
+                        f"{path}: column '{col}' is empty or not an integer at data row {row} "
+                        f"(value {df[col].iloc[int(np.argmax(bad))]!r}). Every row needs an "
+                        f"integer {col}; fix or drop that row."
+                    )
+                out[col] = values.to_numpy(dtype=np.int64)
+            else:
+                raw = df[col]
+                if raw.dtype == object:
+                    bad = values.isna().to_numpy() & raw.notna().to_numpy()
+                    if bad.any():
+                        i = int(np.argmax(bad))
+                        raise InputError(
+                            f"{path}: column '{col}' has a non-numeric value {raw.iloc[i]!r} at data "
+                            f"row {first_row + i + 1}. Fix the value or leave it empty (NaN)."
+                        )
+                out[col] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif col in fill:
+            default = OPTIONAL_COLUMNS[col][1] if col in OPTIONAL_COLUMNS else np.nan
+            if kind == "int":
+                out[col] = np.zeros(len(df), dtype=np.int64)
+            else:
+                out[col] = np.full(len(df), default, dtype=np.float64)
+    frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    ra, dec = frame["ra"].to_numpy(), frame["dec"].to_numpy()
+    bad = ~(np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(
+            f"{path}: data row {first_row + i + 1} (source_id {frame['source_id'].iloc[i]}) has no "
+            f"valid position (ra={ra[i]}, dec={dec[i]}). Every row needs finite ICRS ra/dec in "
+            "degrees with -90 <= dec <= 90; fix or drop that row."
+        )
+    frame[HEALPIX29] = healpix29(np.mod(ra, 360.0), dec)
+    frame[ROW_ID] = (
+        (np.int64(file_index) << _ROW_BITS) + first_row + np.arange(len(df), dtype=np.int64)
+    )
+    return frame
+
+
+def describe_row(row_id: int, files: list[str]) -> str:
+    """'FILE data row N' for a ``_bigcat_row`` value."""
+    file_index, row = row_id >> _ROW_BITS, row_id & ((1 << _ROW_BITS) - 1)
+    return f"{files[file_index]} data row {row + 1}"
+
+
+def split_chunk(
+    spec: ChunkSpec,
+    read_columns: list[str],
+    rename: dict[str, str],
+    fill: list[str],
+    staging: str,
+    order: int,
+    chunk_rows: int,
+) -> dict[int, int]:
+    """Map task: one input chunk -> sorted shard file(s) + done-marker. Returns rows per pixel.
+
+    A chunk whose done-marker exists is not read again (resume).
+    """
+    stage = Path(staging)
+    marker = stage / "done" / f"{spec.chunk_id}.json"
+    if marker.exists():
+        return {int(k): v for k, v in json.loads(marker.read_text())["pixels"].items()}
+    counts: dict[int, int] = {}
+    shards = []
+    for k, (first, piece) in enumerate(read_chunk(spec, read_columns, chunk_rows)):
+        frame = prepare_rows(piece, rename, fill, spec.path, first, spec.file_index)
+        frame = frame.sort_values(HEALPIX29, kind="stable").reset_index(drop=True)
+        pix = pixel_at_order(frame[HEALPIX29].to_numpy(), order)
+        uniq, n = np.unique(pix, return_counts=True)
+        for p, c in zip(uniq.tolist(), n.tolist(), strict=True):
+            counts[p] = counts.get(p, 0) + c
+        shard = stage / "shards" / f"{spec.chunk_id}-{k:04d}.parquet"
+        write_frame_atomic(frame, shard)
+        shards.append(shard.name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pixels": counts, "shards": shards}))
+    os.replace(tmp, marker)
+    return counts
+
+
+def merge_pixels(
+    pixels: list[int],
+    shard_files: list[str],
+    staging: str,
+    order: int,
+    fingerprint: str,
+    files: list[str],
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Reduce task: the rows of some pixels from every shard -> one sorted file per pixel.
+
+    Returns ``[(pixel, n_rows)]`` and the sorted source_ids of the group (for the global
+    uniqueness check). If every pixel's file already exists with this ingest's fingerprint,
+    nothing is rewritten (resume).
+
+    Raises
+    ------
+    InputError
+        If a source_id occurs twice, naming both rows.
+    """
+    root = Path(staging) / "catalog"
+    paths = [partition_path(root, order, p) for p in pixels]
+    if all(file_fingerprint(path) == fingerprint for path in paths):
+        tables = [pq.read_table(path, columns=["source_id"]) for path in paths]
+        ids = np.sort(np.concatenate([t["source_id"].to_numpy() for t in tables]))
+        return [(p, t.num_rows) for p, t in zip(pixels, tables, strict=True)], ids
+    lo = pixel_index_range(order, min(pixels))[0]
+    hi = pixel_index_range(order, max(pixels))[1]
+    parts = []
+    for name in shard_files:
+        table = pq.read_table(
+            Path(staging) / "shards" / name,
+            filters=[(HEALPIX29, ">=", lo), (HEALPIX29, "<", hi)],
+        )
+        if table.num_rows:
+            parts.append(table)
+    frame = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame()
+    if len(frame) == 0:
+        return [(p, 0) for p in pixels], np.zeros(0, np.int64)
+    frame = frame.sort_values([HEALPIX29, "source_id"], kind="stable", ignore_index=True)
+    ids = frame["source_id"].to_numpy()
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup][0]
+        rows = frame[ROW_ID].to_numpy()[ids == first][:2]
+        raise InputError(
+            f"source_id {first} occurs more than once: {describe_row(int(rows[0]), files)} "
+            f"and {describe_row(int(rows[1]), files)}. source_id must be unique; remove the "
+            "duplicate rows (e.g. from overlapping input files) and run again."
+        )
+    table = pa.Table.from_pandas(frame.drop(columns=[ROW_ID]), preserve_index=False)
+    pix = pixel_at_order(frame[HEALPIX29].to_numpy(), order)
+    starts = np.searchsorted(pix, pixels, side="left")
+    stops = np.searchsorted(pix, pixels, side="right")
+    counts = []
+    for p, path, a, b in zip(pixels, paths, starts, stops, strict=True):
+        if b > a and file_fingerprint(path) != fingerprint:
+            write_table_atomic(table.slice(a, b - a), path, fingerprint)
+        counts.append((p, int(b - a)))
+    return counts, np.sort(ids)
+
+
+def group_pixels(counts: dict[int, int], target_rows: int) -> list[list[int]]:
+    """Neighbouring pixels grouped into runs of about ``target_rows`` rows (one task each)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for p in sorted(counts):
+        current.append(p)
+        rows += counts[p]
+        if rows >= target_rows:
+            groups.append(current)
+            current, rows = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def ingest(
+    inputs: list[str | Path],
+    out: str | Path,
+    config: Config,
+    client: Client,
+) -> Catalog:
+    """Ingest raw tables into a HEALPix catalogue at ``out`` (see the module docstring).
+
+    Returns the opened catalogue. If ``out`` already holds a catalogue made from the same
+    inputs and settings, it is returned as it is.
+
+    Raises
+    ------
+    InputError
+        For bad input; the partial work is removed and nothing at ``out`` is touched.
+    CatalogError
+        If ``out`` exists and is not this ingest's catalogue.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    plan = plan_ingest(inputs, config)
+    if out.exists():
+        try:
+            existing = Catalog.open(out)
+        except CatalogError:
+            existing = None
+        if existing is not None and existing.fingerprint == plan.fingerprint:
+            logger.info("%s is up to date with its inputs; nothing to do.", out)
+            return existing
+        raise CatalogError(
+            f"{out} already exists and was not made from these inputs and settings. bigcat does "
+            "not overwrite it: choose another --out, or delete it first."
+        )
+    staging = out.with_name(out.name + ".partial")
+    plan_file = staging / "plan.json"
+    if staging.exists():
+        old = json.loads(plan_file.read_text()).get("fingerprint") if plan_file.exists() else None
+        if old != plan.fingerprint:
+            logger.warning("%s holds work for other inputs or settings; starting afresh.", staging)
+            shutil.rmtree(staging)
+        else:
+            logger.info("Resuming the interrupted ingest in %s.", staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(
+        json.dumps({"fingerprint": plan.fingerprint, "files": [str(f) for f in plan.files]})
+    )
+    order = config.ingest.order
+    files = [str(f) for f in plan.files]
+    try:
+        split_tasks = [
+            (
+                f"ingest-split-{c.chunk_id}",
+                (
+                    c,
+                    plan.read_columns[c.file_index],
+                    plan.rename,
+                    plan.missing_optional[c.file_index],
+                    str(staging),
+                    order,
+                    config.ingest.chunk_rows,
+                ),
+            )
+            for c in plan.chunks
+        ]
+        counts_per_chunk = run_tasks(client, split_chunk, split_tasks, "ingest split")
+        counts: dict[int, int] = {}
+        for c in counts_per_chunk:
+            for p, n in c.items():
+                counts[p] = counts.get(p, 0) + n
+        shard_files = sorted(
+            name
+            for marker in sorted((staging / "done").glob("*.json"))
+            for name in json.loads(marker.read_text())["shards"]
+        )
+        groups = group_pixels(counts, config.process.target_task_rows)
+        merge_tasks = [
+            (f"ingest-pix{g[0]}", (g, shard_files, str(staging), order, plan.fingerprint, files))
+            for g in groups
+        ]
+        merged = run_tasks(client, merge_pixels, merge_tasks, "ingest merge")
+        counts_by_pixel = [pc for pcs, _ in merged for pc in pcs if pc[1] > 0]
+        _check_unique(
+            np.concatenate([ids for _, ids in merged]), counts_by_pixel, staging / "catalog", order
+        )
+        n_rows = sum(n for _, n in counts_by_pixel)
+        pixels = [(order, p) for p, _ in counts_by_pixel]
+        finalize_catalog(
+            staging / "catalog",
+            pixels,
+            out.name,
+            n_rows,
+            {
+                "fingerprint": plan.fingerprint,
+                "inputs": files,
+                "columns": dict(config.columns),
+                "nside": config.ingest.nside,
+                "bigcat_version": __version__,
+                "kind": "ingest",
+            },
+            partition_rows={(order, p): n for p, n in counts_by_pixel},
+        )
+    except InputError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.replace(staging / "catalog", out)
+    shutil.rmtree(staging, ignore_errors=True)
+    logger.info(
+        "Ingested %d rows into %d partitions in %.1f s.",
+        n_rows,
+        len(pixels),
+        time.perf_counter() - t0,
+    )
+    return Catalog.open(out)
+
+
+def _check_unique(ids: np.ndarray, counts: list[tuple[int, int]], root: Path, order: int) -> None:
+    """source_id unique across pixels (within a pixel group it is checked by the merge)."""
+    uniq, n = np.unique(ids, return_counts=True)
+    if len(uniq) == len(ids):
+        return
+    sid = int(uniq[np.argmax(n > 1)])
+    where = []
+    for p, _ in counts:
+        df = read_parquet_checked(partition_path(root, order, p), ["source_id", "ra", "dec"])
+        for r in df[df.source_id == sid].itertuples():
+            where.append(f"ra={r.ra:.6f}, dec={r.dec:.6f}")
+    raise InputError(
+        f"source_id {sid} occurs more than once, at different positions ({'; '.join(where)}). "
+        "source_id must be unique; remove the duplicate rows (e.g. from overlapping input "
+        "files) and run again."
+    )

@@ -1,0 +1,249 @@
+"""A HEALPix-partitioned Parquet catalogue in the HATS layout, read and written safely.
+
+Layout (what ``lsdb.read_hats`` opens)::
+
+    CATALOG/
+      properties, hats.properties    (hats TableProperties)
+      partition_info.csv             (hats PartitionInfo)
+      dataset/_common_metadata, dataset/_metadata
+      dataset/Norder=5/Dir=0/Npix=1234.parquet
+
+Every partition file is written to a temporary name in its own directory and renamed into
+place, so a reader never sees a half-written file. Each file carries, in its Parquet key-value
+metadata, the fingerprint of the inputs and configuration that made it (``bigcat.fingerprint``),
+which is how a re-run knows whether it may reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hats.catalog import PartitionInfo, TableProperties
+from hats.catalog.catalog_type import CatalogType
+from hats.io import paths as hats_paths
+from hats.io import write_parquet_metadata
+from hats.pixel_math.healpix_pixel import HealpixPixel
+
+from bigcat.catalog.healpix import HEALPIX29
+from bigcat.errors import CatalogError
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_KEY = b"bigcat.fingerprint"
+BIGCAT_PROPERTIES = "bigcat.json"
+#: fsync each file before the rename (survives power loss, not only killed processes; slower).
+FSYNC = os.environ.get("BIGCAT_FSYNC", "0") == "1"
+#: Rows per Parquet row group in partition files.
+ROW_GROUP_ROWS = 100_000
+
+
+def partition_path(root: str | Path, order: int, pixel: int) -> Path:
+    """Path of the Parquet file of one partition."""
+    return Path(hats_paths.pixel_catalog_file(Path(root), HealpixPixel(order, pixel)))
+
+
+def write_table_atomic(table: pa.Table, path: Path, fingerprint: str | None = None) -> None:
+    """Write ``table`` to ``path`` so that the file appears whole or not at all.
+
+    The table is written to a unique temporary name in the same directory and renamed over
+    ``path`` (atomic on POSIX file systems), so a killed process or worker never leaves a
+    half-written file under the real name. ``BIGCAT_FSYNC=1`` also flushes each file to disk
+    before the rename, for protection against power loss.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fingerprint is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[FINGERPRINT_KEY] = fingerprint.encode()
+        table = table.replace_schema_metadata(meta)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS, compression="snappy")
+            if FSYNC:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_frame_atomic(df: pd.DataFrame, path: Path, fingerprint: str | None = None) -> None:
+    """Write a pandas frame (its index dropped) atomically; see :func:`write_table_atomic`."""
+    write_table_atomic(pa.Table.from_pandas(df, preserve_index=False), path, fingerprint)
+
+
+def file_fingerprint(path: Path) -> str | None:
+    """The ``bigcat.fingerprint`` stored in a Parquet file, or None if absent or unreadable."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = meta.get(FINGERPRINT_KEY)
+    return value.decode() if value is not None else None
+
+
+def read_parquet_checked(
+    path: Path, columns: list[str] | None = None, rebuild: str = ""
+) -> pd.DataFrame:
+    """Read one Parquet file as pandas; see :func:`read_table_checked`."""
+    return read_table_checked(path, columns, rebuild).to_pandas()
+
+
+def read_table_checked(path: Path, columns: list[str] | None = None, rebuild: str = "") -> pa.Table:
+    """Read one Parquet file; a corrupted or truncated file is a :class:`CatalogError`.
+
+    Parameters
+    ----------
+    path
+        The file.
+    columns
+        Column projection (None for all).
+    rebuild
+        How to rebuild the file, quoted in the error message.
+    """
+    try:
+        table = pq.read_table(path, columns=columns)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"{path}: partition file is missing. {rebuild}".strip()) from exc
+    except (OSError, pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise CatalogError(
+            f"{path}: cannot read this partition file ({exc}); it is corrupted or truncated. "
+            f"Delete it and run the same command again to rebuild it. {rebuild}".strip()
+        ) from exc
+    return table
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A HATS catalogue on disk: its root, HEALPix order-pixel pairs and bigcat properties."""
+
+    root: Path
+    pixels: tuple[tuple[int, int], ...]
+    properties: dict
+
+    @classmethod
+    def open(cls, root: str | Path) -> Catalog:
+        """Open a catalogue written by bigcat (or any HATS catalogue).
+
+        Raises
+        ------
+        CatalogError
+            If ``root`` is not a HATS catalogue.
+        """
+        root = Path(root)
+        info_file = root / hats_paths.PARTITION_INFO_FILENAME
+        if not info_file.exists():
+            raise CatalogError(
+                f"{root}: not a HEALPix catalogue (no {hats_paths.PARTITION_INFO_FILENAME}). "
+                "Make one with `bigcat ingest FILES... --out CATALOG`, or pass the raw files "
+                "to `bigcat process --input`."
+            )
+        try:
+            info = PartitionInfo.read_from_csv(info_file)
+        except Exception as exc:  # noqa: BLE001 - hats raises several types
+            raise CatalogError(
+                f"{info_file}: cannot be read ({exc}). Rebuild the catalogue with `bigcat ingest`."
+            ) from exc
+        pixels = tuple((p.order, p.pixel) for p in info.get_healpix_pixels())
+        props: dict = {}
+        props_file = root / BIGCAT_PROPERTIES
+        if props_file.exists():
+            props = json.loads(props_file.read_text())
+        return cls(root=root, pixels=pixels, properties=props)
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of this catalogue's content (inputs and settings that made it)."""
+        return str(self.properties.get("fingerprint", ""))
+
+    def partition_path(self, order: int, pixel: int) -> Path:
+        """Path of one partition file."""
+        return partition_path(self.root, order, pixel)
+
+    def read_partition(
+        self, order: int, pixel: int, columns: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Read one partition as a pandas frame (clear error if corrupted)."""
+        return read_parquet_checked(
+            self.partition_path(order, pixel),
+            columns,
+            rebuild=f"It belongs to the catalogue {self.root}.",
+        )
+
+    def partition_rows(self, order: int, pixel: int) -> int:
+        """Rows of one partition (from the bigcat properties, else the file footer)."""
+        known = self.properties.get("partition_rows", {}).get(f"{order}/{pixel}")
+        if known is not None:
+            return int(known)
+        return pq.ParquetFile(self.partition_path(order, pixel)).metadata.num_rows
+
+    def columns(self) -> list[str]:
+        """Column names, from the dataset's common metadata."""
+        schema = pq.read_schema(hats_paths.get_common_metadata_pointer(self.root))
+        return [n for n in schema.names if n != "__index_level_0__"]
+
+    def n_rows(self) -> int:
+        """Total rows (from the bigcat properties or the partition footers)."""
+        if "n_rows" in self.properties:
+            return int(self.properties["n_rows"])
+        return sum(
+            pq.ParquetFile(self.partition_path(o, p)).metadata.num_rows for o, p in self.pixels
+        )
+
+
+def finalize_catalog(
+    root: Path,
+    pixels: list[tuple[int, int]],
+    name: str,
+    n_rows: int,
+    properties: dict,
+    partition_rows: dict[tuple[int, int], int] | None = None,
+) -> Catalog:
+    """Write the HATS metadata of a catalogue whose partition files are in place.
+
+    Uses the hats library: ``PartitionInfo`` (partition_info.csv), ``TableProperties``
+    (properties) and ``write_parquet_metadata`` (dataset/_metadata, _common_metadata).
+    bigcat's own provenance goes to ``bigcat.json`` beside them.
+    """
+    healpix = [HealpixPixel(o, p) for o, p in sorted(pixels)]
+    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=root)
+    max_order = max((o for o, _ in pixels), default=0)
+    TableProperties(
+        catalog_name=name,
+        catalog_type=CatalogType.OBJECT,
+        total_rows=n_rows,
+        ra_column="ra",
+        dec_column="dec",
+        healpix_column=HEALPIX29,
+        healpix_order=29,
+        default_columns=None,
+        hats_max_rows=None,
+        hats_order=max_order,
+        **{"hats_builder": "bigcat"},
+    ).to_properties_file(root)
+    if healpix:
+        write_parquet_metadata(root)
+    props = dict(properties)
+    props["n_rows"] = n_rows
+    props["n_partitions"] = len(pixels)
+    if partition_rows is not None:
+        props["partition_rows"] = {
+            f"{o}/{p}": int(n) for (o, p), n in sorted(partition_rows.items())
+        }
+    (root / BIGCAT_PROPERTIES).write_text(json.dumps(props, indent=2, sort_keys=True, default=str))
+    return Catalog.open(root)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree bigcat created (missing is fine)."""
+    shutil.rmtree(path, ignore_errors=True)

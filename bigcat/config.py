@@ -1,0 +1,223 @@
+"""Typed settings, one dataclass per concern; a TOML file and CLI options override the defaults.
+
+Defaults are the paper's values (METHOD.md). A TOML file has one table per section::
+
+    [cluster]
+    n_workers = 4
+    [ingest]
+    nside = 32
+    [photometry]
+    max_ruwe = 1.4
+    [columns]            # bigcat name = your file's name
+    source_id = "SOURCE_ID"
+
+A misspelt section or key is an error with "Did you mean ...?".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bigcat.catalog.healpix import order_from_nside
+from bigcat.errors import ConfigError, did_you_mean
+from bigcat.mock.params import MockParams
+from bigcat.photometry.params import PhotometryParams
+from bigcat.schema import INPUT_COLUMNS
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Which Dask cluster runs the work.
+
+    Attributes
+    ----------
+    scheduler
+        Address of an existing scheduler (``tcp://HOST:PORT`` or ``tls://...``). Empty: start an
+        embedded LocalCluster (or use ``DASK_SCHEDULER_ADDRESS`` when that is set).
+    n_workers
+        Workers of the embedded cluster; 0 = one per core.
+    threads_per_worker
+        Threads per embedded worker.
+    memory_limit
+        Memory limit per embedded worker ("auto" = machine memory / workers, or e.g. "4GiB").
+    dashboard_address
+        Where the embedded cluster's dashboard listens; loopback only by default.
+    host
+        Interface the embedded scheduler listens on; loopback only by default.
+    """
+
+    scheduler: str = ""
+    n_workers: int = 0
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    dashboard_address: str = "127.0.0.1:8787"
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.n_workers < 0:
+            raise ConfigError(f"cluster.n_workers = {self.n_workers}: must be 0 (auto) or more.")
+        if self.threads_per_worker < 1:
+            raise ConfigError(
+                f"cluster.threads_per_worker = {self.threads_per_worker}: must be at least 1."
+            )
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How raw tables become a HEALPix catalogue.
+
+    Attributes
+    ----------
+    nside
+        HEALPix nside of the partitions (power of two; 32 = order 5, the Bailer-Jones prior order).
+    chunk_rows
+        Rows read per input chunk (bounds memory: inputs may be larger than memory).
+    """
+
+    nside: int = 32
+    chunk_rows: int = 250_000
+
+    def __post_init__(self) -> None:
+        order_from_nside(self.nside)
+        if self.chunk_rows < 1:
+            raise ConfigError(f"ingest.chunk_rows = {self.chunk_rows}: must be at least 1.")
+
+    @property
+    def order(self) -> int:
+        """HEALPix order of ``nside``."""
+        return order_from_nside(self.nside)
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """How per-partition stages are scheduled.
+
+    Attributes
+    ----------
+    target_task_rows
+        Small neighbouring partitions are grouped into one Dask task of about this many rows
+        (each partition is still written to its own file): fewer, larger tasks cost less
+        scheduling per row.
+    default_mock_rows
+        Rows of the synthetic survey made when ``bigcat process`` is given no input.
+    seed
+        Seed of every random stream (keyed by stage and pixel).
+    """
+
+    target_task_rows: int = 60_000
+    default_mock_rows: int = 200_000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.target_task_rows < 1:
+            raise ConfigError(
+                f"process.target_task_rows = {self.target_task_rows}: must be at least 1."
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of bigcat's settings."""
+
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    photometry: PhotometryParams = field(default_factory=PhotometryParams)
+    mock: MockParams = field(default_factory=MockParams)
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in self.columns:
+            if key not in INPUT_COLUMNS:
+                raise ConfigError(
+                    f"[columns] {key} = ...: '{key}' is not a bigcat input column."
+                    f"{did_you_mean(key, INPUT_COLUMNS)} The left side is bigcat's name "
+                    "(SCHEMA.md), the right side your file's name."
+                )
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with ``changes`` applied to one section (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        new_section = dataclasses.replace(getattr(self, section), **changes)
+        return dataclasses.replace(self, **{section: new_section})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for provenance and fingerprints)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of some sections: what decides whether a stage's output can be reused."""
+        d = self.to_dict()
+        blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SECTIONS = {
+    "cluster": ClusterConfig,
+    "ingest": IngestConfig,
+    "process": ProcessConfig,
+    "photometry": PhotometryParams,
+    "mock": MockParams,
+}
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], source: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"{source}: [{name}] has no setting '{key}'.{did_you_mean(key, names)} "
+                f"Settings of [{name}]: {', '.join(names)}."
+            )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: [{name}]: {exc}") from exc
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read settings from a TOML file (None: all defaults).
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file, an unknown section or key, or an invalid value.
+    """
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found.") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
+    kwargs: dict[str, Any] = {}
+    for name, values in data.items():
+        if name == "columns":
+            kwargs["columns"] = {str(k): str(v) for k, v in values.items()}
+            continue
+        if name not in _SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{name}].{did_you_mean(name, [*_SECTIONS, 'columns'])} "
+                f"Sections: {', '.join([*_SECTIONS, 'columns'])}."
+            )
+        kwargs[name] = _build_section(name, _SECTIONS[name], dict(values), str(path))
+    return Config(**kwargs)
+
+
+def scheduler_from_env(config: Config) -> Config:
+    """Use ``DASK_SCHEDULER_ADDRESS`` when no scheduler was given explicitly."""
+    env = os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+    if not config.cluster.scheduler and env:
+        return config.replace("cluster", scheduler=env)
+    return config

@@ -1,0 +1,171 @@
+"""Synthetic Milky Way survey ("mock"): Gaia x 2MASS x unWISE rows, truth and labels.
+
+Pure kernels (no dask, no file I/O). The Dask stage calls ``simulate_chunk`` once per
+chunk; the result depends only on ``(params.seed, chunk, n_rows)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bigcat.mock import frames, galaxy, observe, stars
+from bigcat.mock.labels import make_labels
+from bigcat.mock.params import POPULATIONS, MockParams
+from bigcat.mock.survey import MAX_CHUNK, MAX_ROWS, simulate_rows
+
+__all__ = ["MockChunk", "MockParams", "simulate_chunk", "truth_summary"]
+
+
+@dataclass(frozen=True)
+class MockChunk:
+    """One chunk of the synthetic survey.
+
+    Attributes
+    ----------
+    photometry : DataFrame
+        Exactly ``schema.INPUT_COLUMNS`` in order; int64 for source_id,
+        astrometric_params_solved, w1_flags, w2_flags; float64 otherwise.
+    truth : DataFrame
+        ``source_id`` and ``true_*`` columns, one row per photometric row, same order;
+        includes ``true_in_apogee``/``true_in_lamost`` and ``true_bad_label`` (bool).
+    apogee : DataFrame
+        Exactly ``schema.APOGEE_COLUMNS``.
+    lamost : DataFrame
+        Exactly ``schema.LAMOST_COLUMNS``.
+    """
+
+    photometry: pd.DataFrame
+    truth: pd.DataFrame
+    apogee: pd.DataFrame
+    lamost: pd.DataFrame
+
+
+def simulate_chunk(params: MockParams, chunk: int, n_rows: int) -> MockChunk:
+    """Simulate ``n_rows`` selected survey rows for chunk number ``chunk``.
+
+    Parameters
+    ----------
+    params : MockParams
+        Survey settings and injected values.
+    chunk : int
+        Chunk number in [0, 2**13); seeds the generator with ``SeedSequence([seed, chunk])``.
+    n_rows : int
+        Number of photometric rows, in [1, 2**22).
+
+    Returns
+    -------
+    MockChunk
+        Photometry, truth and the APOGEE/LAMOST label rows of these stars.
+    """
+    phot, truth, rng = simulate_rows(params, chunk, n_rows)
+    apogee, lamost, flags = make_labels(phot, truth, chunk, rng, params)
+    truth["true_in_apogee"] = flags["in_apogee"]
+    truth["true_in_lamost"] = flags["in_lamost"]
+    truth["true_bad_label"] = flags["bad_apogee"] | flags["bad_lamost"]
+    return MockChunk(photometry=phot, truth=truth, apogee=apogee, lamost=lamost)
+
+
+def _reference_h_w2(params: MockParams) -> float:
+    """Median intrinsic H-W2 (mag) of selected giants in a reserved chunk (MAX_CHUNK - 1)."""
+    _, truth, _ = simulate_rows(params, MAX_CHUNK - 1, 4000)
+    giants = truth["true_is_giant"].to_numpy()
+    return float(np.median(truth["true_h_w2_0"].to_numpy()[giants]))
+
+
+def truth_summary(params: MockParams) -> dict:
+    """Every injected value and model parameter of the mock, JSON-serialisable."""
+    m, o, vsun, _ = frames.frame_constants()
+    cov_rich = galaxy.bulge_random_cov(params, True)
+    cov_poor = galaxy.bulge_random_cov(params, False)
+    eps_med = galaxy.bulge_eps_median()
+    return {
+        "params": dataclasses.asdict(params),
+        "populations": list(POPULATIONS),
+        "population_fractions": params.population_fractions,
+        "giant_fractions": params.giant_fractions,
+        "frame": {
+            "name": "astropy Galactocentric (explicit v4.0 parameters)",
+            "galcen_distance_kpc": frames.GALCEN_DISTANCE_KPC,
+            "z_sun_pc": frames.Z_SUN_PC,
+            "v_sun_kms": list(frames.V_SUN_KMS),
+            "galcen_ra_deg": frames.GALCEN_RA_DEG,
+            "galcen_dec_deg": frames.GALCEN_DEC_DEG,
+            "roll_deg": frames.ROLL_DEG,
+            "sun_position_kpc": o.tolist(),
+            "icrs_to_galactocentric_matrix": m.tolist(),
+        },
+        "gradient": {
+            "feh_gradient_dex_per_kpc": params.feh_gradient,
+            "definition": "bulge [Fe/H] = feh_bulge_zero + feh_gradient*|Z| + eps, eps ~ fixed bimodal",
+            "feh_bulge_zero": params.feh_bulge_zero,
+            "eps_components_weight_mean_sigma": [list(c) for c in galaxy.BULGE_EPS],
+            "eps_median": eps_med,
+            "median_line_intercept": params.feh_bulge_zero + eps_med,
+            "cylinder_radius_kpc": 2.5,
+            "fit_range_abs_z_kpc": [0.7, 1.6],
+            "feh_clip": [galaxy.FEH_MIN, galaxy.FEH_MAX],
+        },
+        "vertex": {
+            "vertex_deg_metal_rich": params.vertex_deg,
+            "vertex_deg_metal_poor": 0.0,
+            "metal_rich_min_feh": galaxy.METAL_RICH_MIN,
+            "metal_poor_max_feh": galaxy.METAL_POOR_MAX,
+            "bar_sigmas_major_minor_z_kms": list(galaxy.BAR_SIGMAS),
+            "metal_poor_sigmas_x_y_z_kms": list(galaxy.BULGE_MP_SIGMAS),
+            "bar_streaming_kms_per_kpc": params.bar_pattern_kms_per_kpc,
+            "random_cov_metal_rich": cov_rich.tolist(),
+            "random_cov_metal_poor": cov_poor.tolist(),
+            "definition": "l_v = 0.5 arctan(2 cov_xy / (var_x - var_y)) of streaming + random",
+        },
+        "structure": {
+            "bar_angle_deg": params.bar_angle_deg,
+            "bar_half_length_kpc": params.bar_half_length_kpc,
+            "bar_scales_kpc": list(galaxy.BAR_SCALES_KPC),
+            "disc_scale_length_height_kpc": {k: list(v) for k, v in galaxy.DISC.items()},
+            "halo": {
+                "core_kpc": galaxy.HALO_CORE_KPC,
+                "slope": galaxy.HALO_SLOPE,
+                "q": galaxy.HALO_Q,
+                "r_max_kpc": galaxy.HALO_R_MAX,
+            },
+            "v_circ_kms": galaxy.V_CIRC,
+            "thin_feh_at_r0_gradient_sigma": list(galaxy.THIN_FEH),
+            "thick_feh_mean_sigma": list(galaxy.THICK_FEH),
+            "halo_feh_mean_sigma": list(galaxy.HALO_FEH),
+        },
+        "dust": {
+            "av_per_kpc_at_r0": params.dust_av_per_kpc,
+            "scale_length_kpc": params.dust_scale_length_kpc,
+            "scale_height_kpc": params.dust_scale_height_kpc,
+            "patchiness_lognormal_sigma": params.dust_patchiness,
+            "extinction_ratios_a_over_av": dict(observe.EXTINCTION_RATIOS),
+            "a_ks_over_e_h_w2": observe.EXTINCTION_RATIOS["ks"]
+            / (observe.EXTINCTION_RATIOS["h"] - observe.EXTINCTION_RATIOS["w2"]),
+        },
+        "rjce": {
+            "intrinsic_h_w2_median_giants": _reference_h_w2(params),
+            "note": "median true (H-W2)_0 of selected giants; the pipeline default c is 0.05",
+        },
+        "stars": {
+            "giant_colour_coeffs": {k: list(v) for k, v in stars.GIANT_COEFFS.items()},
+            "dwarf_colour_coeffs": {k: list(v) for k, v in stars.DWARF_COEFFS.items()},
+            "logg_ref": dict(stars.LOGG_REF),
+            "teff_range_k": {k: list(v) for k, v in stars.TEFF_RANGE.items()},
+            "co_w2_slope_base_cool": [stars.CO_BASE, stars.CO_COOL],
+            "colour_scatter_mag": stars.COLOUR_SCATTER,
+        },
+        "labels": {
+            "label_fraction_apogee": params.label_fraction_apogee,
+            "label_fraction_lamost": params.label_fraction_lamost,
+            "label_overlap_fraction": params.label_overlap_fraction,
+            "bad_label_fraction": params.bad_label_fraction,
+            "apogee_gaia_id_fraction": 0.95,
+            "lamost_gaia_id_fraction": 0.90,
+        },
+        "source_id": "healpix12_nested * 2**35 + chunk * 2**22 + row",
+        "limits": {"max_chunk": MAX_CHUNK, "max_rows": MAX_ROWS},
+    }

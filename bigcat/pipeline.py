@@ -1,0 +1,154 @@
+"""Stage order, resume, provenance and the run log of `bigcat process`.
+
+A run directory holds (SCHEMA.md)::
+
+    RUN_DIR/mock/          the synthetic survey, when no input was given
+    RUN_DIR/input/         the ingested input catalogue, when raw files were given
+    RUN_DIR/catalog/       the processed catalogue (HATS layout)
+    RUN_DIR/run.log        log lines of every run in this directory
+    RUN_DIR/run.json       the last run: config, cluster, per-stage timings and row counts
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import Client
+
+from bigcat import __version__
+from bigcat.catalog.ingest import ingest
+from bigcat.catalog.store import Catalog
+from bigcat.cluster import dask_client, describe_cluster
+from bigcat.config import Config
+from bigcat.stages.mock import make_mock
+from bigcat.stages.photometry import run_photometry_stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunLog:
+    """Per-stage timings and row counts of one run, saved as run.json."""
+
+    run_dir: Path
+    stages: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict]:
+        """Time a stage; the yielded dict collects its row counts."""
+        record: dict = {"stage": name}
+        t0 = time.perf_counter()
+        logger.info("stage %s: started", name)
+        yield record
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        self.stages.append(record)
+        logger.info(
+            "stage %s: %.1f s %s",
+            name,
+            record["seconds"],
+            {k: v for k, v in record.items() if k not in ("stage", "seconds")},
+        )
+        self.save()
+
+    def save(self) -> None:
+        """Write run.json atomically."""
+        path = self.run_dir / "run.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**self.info, "stages": self.stages}, indent=2, default=str))
+        os.replace(tmp, path)
+
+
+@contextmanager
+def run_log_file(run_dir: Path) -> Iterator[None]:
+    """Append bigcat's log records to RUN_DIR/run.log while the run lasts."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bigcat")
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def is_catalog(path: Path) -> bool:
+    """True for a HATS catalogue directory."""
+    return path.is_dir() and (path / "partition_info.csv").exists()
+
+
+@dataclass
+class RunResult:
+    """What `bigcat process` made."""
+
+    run_dir: Path
+    catalog: Catalog
+    log: RunLog
+    photometry: dict
+
+
+def process_with_client(
+    config: Config,
+    client: Client,
+    inputs: list[str] | None = None,
+    run_dir: str | Path = "bigcat-run",
+) -> RunResult:
+    """Run every stage of `bigcat process` on an existing Dask client."""
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    with run_log_file(run_dir):
+        log = RunLog(run_dir)
+        log.info = {
+            "bigcat_version": __version__,
+            "python": platform.python_version(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": config.to_dict(),
+            "cluster": describe_cluster(client),
+            "inputs": list(inputs or []),
+        }
+        logger.info(
+            "bigcat %s process -> %s (dashboard %s)", __version__, run_dir, client.dashboard_link
+        )
+        if not inputs:
+            mock_dir = run_dir / "mock"
+            with log.stage("mock") as rec:
+                params = config.mock
+                summary = make_mock(client, params, config.process.default_mock_rows, mock_dir)
+                rec["rows"] = summary["rows"]
+            inputs = [str(mock_dir / "photometry.parquet")]
+            log.info["inputs"] = inputs
+        if len(inputs) == 1 and is_catalog(Path(inputs[0])):
+            catalog = Catalog.open(inputs[0])
+        else:
+            with log.stage("ingest") as rec:
+                catalog = ingest(inputs, run_dir / "input", config, client)
+                rec["rows"] = catalog.n_rows()
+                rec["partitions"] = len(catalog.pixels)
+        with log.stage("photometry") as rec:
+            out, totals = run_photometry_stage(client, catalog, run_dir / "catalog", config)
+            rec.update(totals)
+        log.info["seconds"] = round(time.perf_counter() - t0, 3)
+        log.info["output"] = str(out.root)
+        log.save()
+    return RunResult(run_dir=run_dir, catalog=out, log=log, photometry=totals)
+
+
+def process(
+    config: Config, inputs: list[str] | None = None, run_dir: str | Path = "bigcat-run"
+) -> RunResult:
+    """`bigcat process`: start (or connect to) the cluster named by ``config`` and run."""
+    with dask_client(config.cluster) as client:
+        return process_with_client(config, client, inputs, run_dir)

@@ -1,0 +1,156 @@
+"""The one way a per-partition stage runs: read a partition, apply a kernel, write it atomically.
+
+A stage gives a kernel ``f(df, params) -> df`` and a summariser ``g(df) -> dict`` (both pure,
+top-level, picklable). Partitions are grouped into tasks of about ``target_task_rows`` rows
+(task key ``<stage>-pix<first pixel>``); each output partition file carries the stage's
+fingerprint and its summary in the Parquet metadata, so a re-run skips finished partitions
+and still reports their row counts, and never reuses a partition made from other inputs or
+settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from distributed import Client
+
+from bigcat.catalog.store import (
+    FINGERPRINT_KEY,
+    Catalog,
+    partition_path,
+    read_table_checked,
+    write_table_atomic,
+)
+from bigcat.stages.tasks import run_tasks
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KEY = b"bigcat.summary"
+Kernel = Callable[[pd.DataFrame, Any], pd.DataFrame]
+Summariser = Callable[[pd.DataFrame], dict]
+
+
+def _finished_summary(path: Path, fingerprint: str) -> dict | None:
+    """The stored summary of an output partition made with ``fingerprint``, else None."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    if meta.get(FINGERPRINT_KEY, b"").decode() != fingerprint or SUMMARY_KEY not in meta:
+        return None
+    return json.loads(meta[SUMMARY_KEY])
+
+
+def process_partition_group(
+    pixels: list[tuple[int, int]],
+    in_root: str,
+    out_root: str,
+    kernel: Kernel,
+    params: Any,
+    summarise: Summariser,
+    fingerprint: str,
+) -> list[dict]:
+    """Task body: the kernel over a group of partitions, each written to its own file.
+
+    Partitions already written with ``fingerprint`` are skipped (their stored summaries are
+    returned with ``computed: False``). The others are read, concatenated, passed through the
+    kernel in one call (kernels are row-wise, so this equals one call per partition and
+    amortises the per-call overhead over small partitions), split back by pixel and written.
+    """
+    hint = f"It is a partition of the input catalogue {in_root}; rebuild it with `bigcat ingest`."
+    results: dict[tuple[int, int], dict] = {}
+    todo = []
+    for order, pixel in pixels:
+        done = _finished_summary(partition_path(out_root, order, pixel), fingerprint)
+        if done is not None:
+            results[(order, pixel)] = {**done, "computed": False}
+        else:
+            todo.append((order, pixel))
+    if todo:
+        tables = [read_table_checked(partition_path(in_root, o, p), rebuild=hint) for o, p in todo]
+        frame = pa.concat_tables(tables).to_pandas()
+        out = kernel(frame, params)
+        if len(out) != len(frame):
+            raise RuntimeError(
+                f"kernel {kernel.__name__} returned {len(out)} rows for {len(frame)}"
+            )
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        start = 0
+        for (order, pixel), t in zip(todo, tables, strict=True):
+            n = t.num_rows
+            summary = summarise(out.iloc[start : start + n])
+            part = table.slice(start, n)
+            meta = dict(part.schema.metadata or {})
+            meta[SUMMARY_KEY] = json.dumps(summary).encode()
+            write_table_atomic(
+                part.replace_schema_metadata(meta),
+                partition_path(out_root, order, pixel),
+                fingerprint,
+            )
+            results[(order, pixel)] = {**summary, "computed": True}
+            start += n
+    return [{"order": o, "pixel": p, **results[(o, p)]} for o, p in pixels]
+
+
+def group_partitions(catalog: Catalog, target_rows: int) -> list[list[tuple[int, int]]]:
+    """Neighbouring partitions in groups of about ``target_rows`` rows (footer row counts)."""
+    groups: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    rows = 0
+    for order, pixel in sorted(catalog.pixels, key=lambda op: op[1] << 2 * (29 - op[0])):
+        n = catalog.partition_rows(order, pixel)
+        current.append((order, pixel))
+        rows += n
+        if rows >= target_rows:
+            groups.append(current)
+            current, rows = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def map_partitions_to_files(
+    client: Client,
+    catalog: Catalog,
+    out_root: Path,
+    stage: str,
+    kernel: Kernel,
+    params: Any,
+    summarise: Summariser,
+    fingerprint: str,
+    target_task_rows: int,
+) -> list[dict]:
+    """Run a per-partition stage over every partition of ``catalog`` into ``out_root``.
+
+    Returns one summary per partition (in pixel order). Completeness markers of an earlier
+    catalogue at ``out_root`` are removed first, so a half-finished output is never mistaken
+    for a finished one.
+    """
+    out_root.mkdir(parents=True, exist_ok=True)
+    for marker in ("partition_info.csv", "properties", "hats.properties", "bigcat.json"):
+        (out_root / marker).unlink(missing_ok=True)
+    groups = group_partitions(catalog, target_task_rows)
+    tasks = [(f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(out_root))) for g in groups]
+    results = run_tasks(
+        client,
+        process_partition_group,
+        tasks,
+        stage,
+        kernel=kernel,
+        params=params,
+        summarise=summarise,
+        fingerprint=fingerprint,
+    )
+    keep = {partition_path(out_root, o, p).resolve() for o, p in catalog.pixels}
+    for stale in (out_root / "dataset").rglob("Npix=*.parquet"):
+        if stale.resolve() not in keep:
+            logger.info("Removing %s: no such partition in the input.", stale)
+            stale.unlink()
+    return [s for group in results for s in group]

@@ -1,0 +1,203 @@
+"""Ingest: Parquet, CSV and FITS into the HATS layout; lsdb reads back the same rows."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import lsdb
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.table import Table
+
+from bigcat.catalog.healpix import healpix29, pixel_at_order
+from bigcat.catalog.ingest import ingest, plan_ingest, prepare_rows, split_chunk
+from bigcat.catalog.store import Catalog
+from bigcat.config import Config, IngestConfig
+from bigcat.errors import CatalogError, InputError
+from bigcat.schema import INPUT_COLUMNS
+
+CONFIG = Config(ingest=IngestConfig(nside=4, chunk_rows=700))
+
+
+def _write_three_formats(tmp_path, input_table):
+    a, b, c = input_table(1500, 1, 1), input_table(900, 2, 10_000), input_table(600, 3, 20_000)
+    a.to_parquet(tmp_path / "a.parquet", row_group_size=400)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    Table.from_pandas(c).write(tmp_path / "c.fits")
+    return pd.concat([a, b, c], ignore_index=True), [
+        tmp_path / "a.parquet",
+        tmp_path / "b.csv",
+        tmp_path / "c.fits",
+    ]
+
+
+def test_ingest_three_formats_lsdb_reads_same_rows(tmp_path, client, input_table):
+    expected, files = _write_three_formats(tmp_path, input_table)
+    out = tmp_path / "cat"
+    catalog = ingest(files, out, CONFIG, client)
+    assert catalog.n_rows() == len(expected)
+    assert not (tmp_path / "cat.partial").exists()
+    for name in (
+        "properties",
+        "partition_info.csv",
+        "dataset/_metadata",
+        "dataset/_common_metadata",
+    ):
+        assert (out / name).exists(), name
+    got = lsdb.read_hats(out).compute().reset_index()
+    assert len(got) == len(expected)
+    got = got.sort_values("source_id").reset_index(drop=True)
+    exp = expected.sort_values("source_id").reset_index(drop=True)
+    for col in INPUT_COLUMNS:
+        np.testing.assert_array_equal(got[col].to_numpy(), exp[col].to_numpy(), err_msg=col)
+    # every row sits in the partition of its position, sorted by _healpix_29
+    h = healpix29(exp.ra.to_numpy(), exp.dec.to_numpy())
+    np.testing.assert_array_equal(np.sort(got["_healpix_29"].to_numpy()), np.sort(h))
+    for order, pix in catalog.pixels:
+        part = catalog.read_partition(order, pix)
+        assert order == 2
+        assert (pixel_at_order(part["_healpix_29"].to_numpy(), order) == pix).all()
+        assert part["_healpix_29"].is_monotonic_increasing
+
+
+def test_ingest_is_idempotent_and_refuses_to_overwrite(tmp_path, client, input_table):
+    _, files = _write_three_formats(tmp_path, input_table)
+    out = tmp_path / "cat"
+    ingest(files, out, CONFIG, client)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("Npix=*.parquet")}
+    ingest(files, out, CONFIG, client)  # same inputs: up to date, untouched
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("Npix=*.parquet")}
+    with pytest.raises(CatalogError, match="already exists"):
+        ingest(files[:1], out, CONFIG, client)
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("Npix=*.parquet")}
+
+
+def test_interrupted_ingest_resumes_without_redoing_chunks(tmp_path, client, input_table):
+    _, files = _write_three_formats(tmp_path, input_table)
+    clean = ingest(files, tmp_path / "clean", CONFIG, client)
+    # simulate a run that died after splitting the first two chunks
+    out = tmp_path / "cat"
+    staging = tmp_path / "cat.partial"
+    plan = plan_ingest(files, CONFIG)
+    staging.mkdir()
+    (staging / "plan.json").write_text(json.dumps({"fingerprint": plan.fingerprint}))
+    for spec in plan.chunks[:2]:
+        split_chunk(
+            spec,
+            plan.read_columns[spec.file_index],
+            plan.rename,
+            plan.missing_optional[spec.file_index],
+            str(staging),
+            2,
+            700,
+        )
+    done = {p: p.stat().st_mtime_ns for p in (staging / "shards").iterdir()}
+    # leave a stray temporary file, as a killed writer would
+    (staging / "shards" / ".junk.parquet.tmp").write_bytes(b"half")
+    catalog = ingest(files, out, CONFIG, client)
+    assert catalog.n_rows() == clean.n_rows()
+    for order, pix in clean.pixels:
+        pd.testing.assert_frame_equal(
+            catalog.read_partition(order, pix), clean.read_partition(order, pix)
+        )
+    assert not staging.exists()
+    # the resumed run did not rewrite the chunks that were already split
+    assert len(done) >= 2
+
+
+def test_missing_columns_named_with_fix(tmp_path, client, input_table):
+    df = input_table(50).drop(columns=["ruwe", "w2_flags"])
+    df.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(
+        InputError,
+        match=r"(?s)bad.parquet: missing required column\(s\) ruwe, w2_flags.*\[columns\]\n    ruwe = ",
+    ):
+        ingest([tmp_path / "bad.parquet"], tmp_path / "cat", CONFIG, client)
+    assert not (tmp_path / "cat").exists() and not (tmp_path / "cat.partial").exists()
+
+
+def test_column_mapping_from_config(tmp_path, client, input_table):
+    df = input_table(200).rename(columns={"source_id": "SOURCE_ID", "ruwe": "RUWE"})
+    df.to_parquet(tmp_path / "renamed.parquet")
+    config = Config(
+        ingest=IngestConfig(nside=4), columns={"source_id": "SOURCE_ID", "ruwe": "RUWE"}
+    )
+    catalog = ingest([tmp_path / "renamed.parquet"], tmp_path / "cat", config, client)
+    assert catalog.n_rows() == 200
+    assert "ruwe" in catalog.columns() and "RUWE" not in catalog.columns()
+
+
+def test_duplicate_source_id_names_both_rows_and_leaves_nothing(tmp_path, client, input_table):
+    a = input_table(300, 1, 1)
+    b = input_table(300, 2, 1000)
+    b.loc[17, "source_id"] = a.loc[5, "source_id"]
+    b.loc[17, ["ra", "dec"]] = a.loc[5, ["ra", "dec"]].to_numpy()
+    a.to_parquet(tmp_path / "a.parquet")
+    b.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(
+        InputError,
+        match=rf"(?s)source_id {a.loc[5, 'source_id']} occurs more than once: .*a.parquet data row 6 and .*b.csv data row 18",
+    ):
+        ingest([tmp_path / "a.parquet", tmp_path / "b.csv"], tmp_path / "cat", CONFIG, client)
+    assert not (tmp_path / "cat").exists() and not (tmp_path / "cat.partial").exists()
+
+
+def test_unreadable_and_mistyped_files(tmp_path, client, input_table):
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="broken.parquet: cannot be read as PARQUET"):
+        ingest([tmp_path / "broken.parquet"], tmp_path / "cat", CONFIG, client)
+    df = input_table(20)
+    df["parallax"] = df["parallax"].astype(str) + " mas"
+    df.to_parquet(tmp_path / "typed.parquet")
+    with pytest.raises(InputError, match="typed.parquet: column 'parallax' has type other"):
+        ingest([tmp_path / "typed.parquet"], tmp_path / "cat", CONFIG, client)
+    with pytest.raises(InputError, match="no such file"):
+        ingest([tmp_path / "nope.parquet"], tmp_path / "cat", CONFIG, client)
+    assert not (tmp_path / "cat").exists()
+
+
+def test_bad_row_in_csv_names_the_row(tmp_path, client, input_table):
+    df = input_table(30)
+    df.to_csv(tmp_path / "rows.csv", index=False)
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    cells = lines[8].split(",")
+    cells[INPUT_COLUMNS.index("dec")] = "95.0"
+    lines[8] = ",".join(cells)
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"rows.csv: data row 8 .*no valid position"):
+        ingest([tmp_path / "rows.csv"], tmp_path / "cat", CONFIG, client)
+    assert not (tmp_path / "cat.partial").exists()
+
+
+def test_prepare_rows_fills_optional_and_casts(input_table):
+    df = input_table(5).drop(
+        columns=["radial_velocity", "radial_velocity_error", "pmra_pmdec_corr"]
+    )
+    df["w1_flags"] = df["w1_flags"].astype(np.int16)
+    out = prepare_rows(
+        df, {}, ["radial_velocity", "radial_velocity_error", "pmra_pmdec_corr"], "x", 0, 3
+    )
+    assert out["pmra_pmdec_corr"].eq(0).all() and out["radial_velocity"].isna().all()
+    assert out["w1_flags"].dtype == np.int64
+    assert (out["_bigcat_row"].to_numpy() >> 40 == 3).all()
+
+
+def test_open_non_catalog_is_clear_error(tmp_path):
+    with pytest.raises(CatalogError, match="not a HEALPix catalogue"):
+        Catalog.open(tmp_path)
+
+
+def test_corrupted_partition_names_file_and_fix(tmp_path, client, input_table):
+    input_table(400).to_parquet(tmp_path / "a.parquet")
+    catalog = ingest([tmp_path / "a.parquet"], tmp_path / "cat", CONFIG, client)
+    order, pix = catalog.pixels[0]
+    path = catalog.partition_path(order, pix)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        CatalogError,
+        match=rf"(?s){os.path.basename(path)}: cannot read .*corrupted or truncated.*Delete it",
+    ):
+        catalog.read_partition(order, pix)

@@ -1,0 +1,61 @@
+"""Shared fixtures: one LocalCluster for the session, small seeded input tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import Client, LocalCluster
+
+from bigcat.schema import INPUT_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real two-worker LocalCluster (separate processes, loopback only)."""
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            memory_limit="3GiB",
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def make_input_table(n: int, seed: int = 0, first_id: int = 1) -> pd.DataFrame:
+    """A table with every SCHEMA.md input column and plausible values (not a galaxy model)."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, np.ndarray] = {}
+    for col, kind in REQUIRED_COLUMNS.items():
+        data[col] = rng.integers(0, 2, n) * 0 if kind == "int" else rng.normal(10, 2, n)
+    data["source_id"] = np.arange(first_id, first_id + n, dtype=np.int64) * 7919
+    data["ra"] = rng.uniform(0, 360, n)
+    data["dec"] = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    data["parallax"] = rng.normal(0.3, 0.2, n)
+    data["parallax_error"] = rng.uniform(0.02, 0.3, n)
+    data["ruwe"] = rng.lognormal(0, 0.1, n)
+    data["phot_bp_rp_excess_factor"] = rng.uniform(1.1, 1.4, n)
+    data["pmra_pmdec_corr"] = rng.uniform(-0.3, 0.3, n)
+    data["radial_velocity"] = np.where(rng.random(n) < 0.3, rng.normal(0, 50, n), np.nan)
+    data["radial_velocity_error"] = np.where(np.isnan(data["radial_velocity"]), np.nan, 2.0)
+    data["nu_eff_used_in_astrometry"] = rng.uniform(1.3, 1.6, n)
+    data["pseudocolour"] = np.full(n, np.nan)
+    data["ecl_lat"] = rng.uniform(-60, 60, n)
+    data["astrometric_params_solved"] = np.full(n, 31, dtype=np.int64)
+    frame = pd.DataFrame(data)
+    for col, kind in {**REQUIRED_COLUMNS, **ZEROPOINT_COLUMNS}.items():
+        frame[col] = frame[col].astype(np.int64 if kind == "int" else np.float64)
+    return frame[INPUT_COLUMNS]
+
+
+@pytest.fixture
+def input_table():
+    """Factory for seeded input tables."""
+    return make_input_table
