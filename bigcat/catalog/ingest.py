@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _fingerprint_files(files: list[Path], extra: dict) -> str:
     return h.hexdigest()[:24]
 
 
-def plan_ingest(inputs: list[str | Path], config: Config) -> IngestPlan:
+def plan_ingest(inputs: Sequence[str | Path], config: Config) -> IngestPlan:
     """Check every input's header and plan the chunks. Reads no data.
 
     Raises
@@ -331,7 +332,7 @@ def group_pixels(counts: dict[int, int], target_rows: int) -> list[list[int]]:
 
 
 def ingest(
-    inputs: list[str | Path],
+    inputs: Sequence[str | Path],
     out: str | Path,
     config: Config,
     client: Client,

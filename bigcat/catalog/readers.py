@@ -9,7 +9,7 @@ file is streamed block by block in one task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +66,7 @@ def file_format(path: Path) -> str:
     )
 
 
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files named on the command line; a directory stands for the data files inside it.
 
     Raises

@@ -23,6 +23,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -48,7 +49,7 @@ ROW_GROUP_ROWS = 100_000
 
 def partition_path(root: str | Path, order: int, pixel: int) -> Path:
     """Path of the Parquet file of one partition."""
-    return Path(hats_paths.pixel_catalog_file(Path(root), HealpixPixel(order, pixel)))
+    return Path(str(hats_paths.pixel_catalog_file(Path(root), HealpixPixel(order, pixel))))
 
 
 def write_table_atomic(table: pa.Table, path: Path, fingerprint: str | None = None) -> None:
@@ -218,19 +219,18 @@ def finalize_catalog(
     healpix = [HealpixPixel(o, p) for o, p in sorted(pixels)]
     PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=root)
     max_order = max((o for o, _ in pixels), default=0)
-    TableProperties(
-        catalog_name=name,
-        catalog_type=CatalogType.OBJECT,
-        total_rows=n_rows,
-        ra_column="ra",
-        dec_column="dec",
-        healpix_column=HEALPIX29,
-        healpix_order=29,
-        default_columns=None,
-        hats_max_rows=None,
-        hats_order=max_order,
-        **{"hats_builder": "bigcat"},
-    ).to_properties_file(root)
+    fields: dict[str, Any] = {
+        "catalog_name": name,
+        "catalog_type": CatalogType.OBJECT,
+        "total_rows": n_rows,
+        "ra_column": "ra",
+        "dec_column": "dec",
+        "healpix_column": HEALPIX29,
+        "healpix_order": 29,
+        "hats_order": max_order,
+        "hats_builder": f"bigcat {properties.get('bigcat_version', '')}".strip(),
+    }
+    TableProperties(**fields).to_properties_file(root)
     if healpix:
         write_parquet_metadata(root)
     props = dict(properties)

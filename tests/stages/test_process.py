@@ -1,0 +1,206 @@
+"""`bigcat process` end to end on the session cluster: output, resume, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import lsdb
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from distributed import Client, LocalCluster
+
+from bigcat.catalog.store import Catalog
+from bigcat.config import Config, IngestConfig, ProcessConfig
+from bigcat.mock import MockParams
+from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
+from bigcat.photometry.params import PhotometryParams
+from bigcat.pipeline import process_with_client
+from bigcat.schema import INPUT_COLUMNS
+from bigcat.stages.mock import make_mock
+
+ROWS = 12_000
+CONFIG = Config(
+    ingest=IngestConfig(nside=8),
+    process=ProcessConfig(default_mock_rows=ROWS, target_task_rows=3_000),
+    mock=MockParams(seed=7),
+)
+
+
+def _read_dataset(path) -> pd.DataFrame:
+    df = ds.dataset(path, format="parquet", exclude_invalid_files=True).to_table().to_pandas()
+    return df.sort_values("source_id", ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, client):
+    run_dir = tmp_path_factory.mktemp("run")
+    return process_with_client(CONFIG, client, None, run_dir)
+
+
+def test_process_makes_processed_hats_catalogue(run):
+    assert run.photometry["rows"] == ROWS
+    cat = lsdb.read_hats(run.run_dir / "catalog").compute()
+    assert len(cat) == ROWS
+    for col in [*INPUT_COLUMNS, *PHOTOMETRY_OUTPUT_COLUMNS]:
+        assert col in cat.columns, col
+    assert not any(c.startswith("true_") for c in cat.columns)
+    assert cat["source_id"].is_unique
+    # the summary counts are the catalogue's own counts
+    assert run.photometry["giants"] == int(cat["is_giant"].sum())
+    assert run.photometry["quality_ok"] == int(cat["quality_ok"].sum())
+    assert not (cat["is_giant"] & ~cat["quality_ok"]).any()
+    log = json.loads((run.run_dir / "run.json").read_text())
+    assert [s["stage"] for s in log["stages"]] == ["mock", "ingest", "photometry"]
+    assert log["cluster"]["n_workers"] == 2
+    assert "stage photometry" in (run.run_dir / "run.log").read_text()
+
+
+def test_giant_cut_recovers_true_giants(run):
+    out = _read_dataset(run.run_dir / "catalog" / "dataset")
+    truth = _read_dataset(run.run_dir / "mock" / "truth.parquet")
+    df = out.merge(truth[["source_id", "true_is_giant"]], on="source_id", validate="one_to_one")
+    ok = df["quality_ok"].to_numpy()
+    sel, true = df["is_giant"].to_numpy()[ok], df["true_is_giant"].to_numpy()[ok]
+    purity = (sel & true).sum() / sel.sum()
+    completeness = (sel & true).sum() / true.sum()
+    assert purity > 0.9 and completeness > 0.9, (purity, completeness)
+
+
+def test_rerun_reuses_partitions_and_changed_config_recomputes(run, client):
+    files = sorted((run.run_dir / "catalog" / "dataset").rglob("Npix=*.parquet"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    again = process_with_client(CONFIG, client, None, run.run_dir)
+    assert again.photometry["partitions_computed"] == 0
+    assert again.photometry == {**run.photometry, "partitions_computed": 0}
+    assert before == {p: p.stat().st_mtime_ns for p in files}
+    stricter = CONFIG.replace("photometry", max_ruwe=1.2)
+    changed = process_with_client(stricter, client, None, run.run_dir)
+    assert changed.photometry["partitions_computed"] == changed.photometry["partitions"]
+    assert changed.photometry["flags"]["ruwe"] > run.photometry["flags"]["ruwe"]
+    # and back: the original settings are recomputed, not mixed with the stricter ones
+    back = process_with_client(CONFIG, client, None, run.run_dir)
+    assert back.photometry["flags"] == run.photometry["flags"]
+
+
+def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
+    """Same seed and config on 1 worker with other task sizes: identical survey and output."""
+    config = CONFIG.replace("process", target_task_rows=500).replace("cluster", n_workers=1)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c1,
+    ):
+        other = process_with_client(config, c1, None, tmp_path / "one")
+    assert other.photometry == {
+        **run.photometry,
+        "partitions_computed": other.photometry["partitions_computed"],
+    }
+    for sub in ("mock/photometry.parquet", "mock/truth.parquet", "catalog/dataset"):
+        a = _read_dataset(run.run_dir / sub)
+        b = _read_dataset(tmp_path / "one" / sub)
+        pd.testing.assert_frame_equal(a, b)
+    assert Catalog.open(tmp_path / "one" / "catalog").pixels == run.catalog.pixels
+
+
+def test_mock_refuses_to_overwrite_other_survey(tmp_path, client):
+    make_mock(client, MockParams(seed=1), 2_000, tmp_path / "m", chunk_rows=1_000)
+    with pytest.raises(Exception, match="already holds other data"):
+        make_mock(client, MockParams(seed=2), 2_000, tmp_path / "m", chunk_rows=1_000)
+    truth = json.loads((tmp_path / "m" / "truth.json").read_text())
+    assert truth["rows"] == 2_000
+
+
+def test_process_on_user_files_and_catalogue(run, client, tmp_path):
+    """--input raw files is ingested first; --input CATALOG is used as it is."""
+    raw = run.run_dir / "mock" / "photometry.parquet"
+    via_files = process_with_client(CONFIG, client, [str(raw)], tmp_path / "files")
+    assert (tmp_path / "files" / "input" / "partition_info.csv").exists()
+    via_cat = process_with_client(CONFIG, client, [str(run.run_dir / "input")], tmp_path / "cat")
+    assert not (tmp_path / "cat" / "input").exists()
+    assert (
+        via_files.photometry["giants"] == via_cat.photometry["giants"] == run.photometry["giants"]
+    )
+
+
+def test_cli_process_prints_dashboard_and_summary(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigcat",
+            "process",
+            "--nside",
+            "4",
+            "--rows",
+            "3000",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
+    assert "3,000 rows" in proc.stdout and "giants" in proc.stdout and "ruwe" in proc.stdout
+    assert np.isclose(
+        json.loads((tmp_path / "cli" / "run.json").read_text())["stages"][-1]["rows"], 3000
+    )
+
+
+def test_cli_error_is_one_paragraph_and_exit_1(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigcat",
+            "ingest",
+            str(tmp_path / "missing.parquet"),
+            "--out",
+            str(tmp_path / "cat"),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "bigcat: error:" in proc.stderr and "missing.parquet: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_bad_config_key_suggests(tmp_path):
+    cfg = tmp_path / "bigcat.toml"
+    cfg.write_text("[photometry]\nmax_ruw = 1.2\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigcat",
+            "process",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Did you mean 'max_ruwe'?" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_photometry_params_roundtrip_in_config():
+    cfg = CONFIG.replace("photometry", max_ruwe=1.3)
+    assert isinstance(cfg.photometry, PhotometryParams) and cfg.photometry.max_ruwe == 1.3
+    assert cfg.section_hash("photometry") != CONFIG.section_hash("photometry")
