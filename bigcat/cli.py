@@ -78,16 +78,47 @@ def cli(verbose: bool) -> None:
     default=None,
     help="Injected vertex deviation of the metal-rich bar population (deg).",
 )
+@click.option(
+    "--apogee-fraction",
+    type=float,
+    default=None,
+    help="Fraction of eligible giants (H < 12.2) with an APOGEE-like label [0.2].",
+)
+@click.option(
+    "--lamost-fraction",
+    type=float,
+    default=None,
+    help="Fraction of eligible stars (dec > -10, G < 17) with a LAMOST-like label [0.25].",
+)
 @click.option("--chunk-rows", type=int, default=None, help="Rows per generation task.")
 @_config_option
 @_scheduler_option
 @_workers_option
-def mock(rows, seed, out, gradient, vertex_deg, chunk_rows, config_path, scheduler, n_workers):
+def mock(
+    rows,
+    seed,
+    out,
+    gradient,
+    vertex_deg,
+    apogee_fraction,
+    lamost_fraction,
+    chunk_rows,
+    config_path,
+    scheduler,
+    n_workers,
+):
     """Make a synthetic Milky Way survey with known truth."""
     from bigcat.stages.mock import DEFAULT_CHUNK_ROWS, make_mock
 
     config = _config(config_path, scheduler, n_workers)
-    config = config.replace("mock", seed=seed, feh_gradient=gradient, vertex_deg=vertex_deg)
+    config = config.replace(
+        "mock",
+        seed=seed,
+        feh_gradient=gradient,
+        vertex_deg=vertex_deg,
+        label_fraction_apogee=apogee_fraction,
+        label_fraction_lamost=lamost_fraction,
+    )
     t0 = time.perf_counter()
     with _client(config) as client:
         _announce(client)

@@ -60,6 +60,9 @@ from bigcat.stages.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
 
+#: Row-group size of the sorted shards: small, so a merge task's pixel-range filter reads
+#: little beyond its own rows (row-group statistics on _healpix_29 skip the rest).
+SHARD_ROW_GROUP_ROWS = 8_192
 ROW_ID = "_bigcat_row"  # (file index << 40) | row number: names rows in error messages
 _ROW_BITS = 40
 
@@ -245,7 +248,7 @@ def split_chunk(
         for p, c in zip(uniq.tolist(), n.tolist(), strict=True):
             counts[p] = counts.get(p, 0) + c
         shard = stage / "shards" / f"{spec.chunk_id}-{k:04d}.parquet"
-        write_frame_atomic(frame, shard)
+        write_frame_atomic(frame, shard, row_group_rows=SHARD_ROW_GROUP_ROWS)
         shards.append(shard.name)
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_suffix(".tmp")

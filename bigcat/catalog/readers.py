@@ -200,17 +200,12 @@ def read_chunk(
             yield spec.start, _parquet_rows(pf, columns, spec.start, spec.stop or 0)
         elif fmt == "fits":
             from astropy.io import fits
-            from astropy.table import Table
 
             with fits.open(path, memmap=True) as hdul:
-                data = _table_hdu(hdul, path).data[spec.start : spec.stop]
-                table = Table(data)[columns]
-                frame = pd.DataFrame(
-                    {
-                        c: np.asarray(table[c]).astype(table[c].dtype.newbyteorder("="))
-                        for c in columns
-                    }
-                )
+                hdu = _table_hdu(hdul, path)
+                data = hdu.data[spec.start : spec.stop]
+                nulls = {c.name: c.null for c in hdu.columns}
+                frame = pd.DataFrame({c: _native(data[c], nulls.get(c)) for c in columns})
             yield spec.start, frame
         else:
             reader = pacsv.open_csv(
@@ -238,6 +233,17 @@ def read_chunk(
             f"{path}: reading rows from {spec.start} failed ({type(exc).__name__}: {exc}). "
             "The file may be truncated or have a malformed row; fix or re-export it."
         ) from exc
+
+
+def _native(values: np.ndarray, null: object = None) -> np.ndarray | pd.Series:
+    """A FITS column in native byte order; integer TNULL entries become missing values."""
+    values = np.asarray(values)
+    values = values.astype(values.dtype.newbyteorder("="))
+    if values.dtype.kind in "iu" and isinstance(null, int | np.integer):
+        mask = values == null
+        if mask.any():
+            return pd.Series(values).mask(mask)
+    return values
 
 
 def _parquet_rows(pf: pq.ParquetFile, columns: list[str], start: int, stop: int) -> pd.DataFrame:

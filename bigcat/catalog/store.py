@@ -52,7 +52,12 @@ def partition_path(root: str | Path, order: int, pixel: int) -> Path:
     return Path(str(hats_paths.pixel_catalog_file(Path(root), HealpixPixel(order, pixel))))
 
 
-def write_table_atomic(table: pa.Table, path: Path, fingerprint: str | None = None) -> None:
+def write_table_atomic(
+    table: pa.Table,
+    path: Path,
+    fingerprint: str | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> None:
     """Write ``table`` to ``path`` so that the file appears whole or not at all.
 
     The table is written to a unique temporary name in the same directory and renamed over
@@ -68,7 +73,7 @@ def write_table_atomic(table: pa.Table, path: Path, fingerprint: str | None = No
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS, compression="snappy")
+            pq.write_table(table, fh, row_group_size=row_group_rows, compression="snappy")
             if FSYNC:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -78,9 +83,16 @@ def write_table_atomic(table: pa.Table, path: Path, fingerprint: str | None = No
             tmp.unlink()
 
 
-def write_frame_atomic(df: pd.DataFrame, path: Path, fingerprint: str | None = None) -> None:
+def write_frame_atomic(
+    df: pd.DataFrame,
+    path: Path,
+    fingerprint: str | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> None:
     """Write a pandas frame (its index dropped) atomically; see :func:`write_table_atomic`."""
-    write_table_atomic(pa.Table.from_pandas(df, preserve_index=False), path, fingerprint)
+    write_table_atomic(
+        pa.Table.from_pandas(df, preserve_index=False), path, fingerprint, row_group_rows
+    )
 
 
 def file_fingerprint(path: Path) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import lsdb
 import numpy as np
@@ -201,3 +202,40 @@ def test_corrupted_partition_names_file_and_fix(tmp_path, client, input_table):
         match=rf"(?s){os.path.basename(path)}: cannot read .*corrupted or truncated.*Delete it",
     ):
         catalog.read_partition(order, pix)
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+
+
+@pytest.mark.skipif(not (REAL / "gaia_dr3_random_1000.fits").exists(), reason="shared/data absent")
+@pytest.mark.filterwarnings("ignore::astropy.units.UnitsWarning")
+def test_ingest_real_gaia_rows_from_fits(tmp_path, client):
+    """Real Gaia DR3 archive rows (big-endian FITS, float32, masked RVs, 5/6-p solutions)."""
+    real = Table.read(REAL / "gaia_dr3_random_1000.fits")
+    gaia_cols = [c for c in INPUT_COLUMNS if c in real.colnames]
+    t = real[gaia_cols]
+    rng = np.random.default_rng(3)
+    for col in ("j_m", "h_m", "ks_m", "w1_mag", "w2_mag"):  # not in the Gaia table
+        t[col] = rng.uniform(8, 15, len(t))
+    for col in ("j_msigcom", "h_msigcom", "ks_msigcom", "w1_mag_error", "w2_mag_error"):
+        t[col] = np.full(len(t), 0.03, dtype=np.float32)
+    t["w1_flags"] = np.zeros(len(t), dtype=np.int16)
+    t["w2_flags"] = np.zeros(len(t), dtype=np.int16)
+    t.write(tmp_path / "real.fits")
+    catalog = ingest([tmp_path / "real.fits"], tmp_path / "cat", CONFIG, client)
+    got = lsdb.read_hats(catalog.root).compute().sort_values("source_id")
+    exp = real.to_pandas().sort_values("source_id")
+    assert len(got) == len(exp) == 1000
+    np.testing.assert_array_equal(got["source_id"].to_numpy(), exp["source_id"].to_numpy())
+    for col in ("parallax", "ruwe", "radial_velocity", "nu_eff_used_in_astrometry", "pseudocolour"):
+        np.testing.assert_allclose(
+            got[col].to_numpy(),
+            exp[col].to_numpy(dtype=np.float64, na_value=np.nan),
+            rtol=1e-6,
+            equal_nan=True,
+            err_msg=col,
+        )
+    assert got["radial_velocity"].isna().sum() == int(
+        np.ma.getmaskarray(real["radial_velocity"]).sum()
+    )
+    assert set(got["astrometric_params_solved"]) == {31, 95}

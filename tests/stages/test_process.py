@@ -20,7 +20,6 @@ from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
 from bigcat.photometry.params import PhotometryParams
 from bigcat.pipeline import process_with_client
 from bigcat.schema import INPUT_COLUMNS
-from bigcat.stages.mock import make_mock
 
 ROWS = 12_000
 CONFIG = Config(
@@ -105,14 +104,6 @@ def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
         b = _read_dataset(tmp_path / "one" / sub)
         pd.testing.assert_frame_equal(a, b)
     assert Catalog.open(tmp_path / "one" / "catalog").pixels == run.catalog.pixels
-
-
-def test_mock_refuses_to_overwrite_other_survey(tmp_path, client):
-    make_mock(client, MockParams(seed=1), 2_000, tmp_path / "m", chunk_rows=1_000)
-    with pytest.raises(Exception, match="already holds other data"):
-        make_mock(client, MockParams(seed=2), 2_000, tmp_path / "m", chunk_rows=1_000)
-    truth = json.loads((tmp_path / "m" / "truth.json").read_text())
-    assert truth["rows"] == 2_000
 
 
 def test_process_on_user_files_and_catalogue(run, client, tmp_path):

@@ -1,0 +1,90 @@
+"""`bigcat mock` as a user runs it: files, columns, injected values, worker independence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from bigcat.errors import InputError
+from bigcat.mock import MockParams
+from bigcat.schema import APOGEE_COLUMNS, INPUT_COLUMNS, LAMOST_COLUMNS
+from bigcat.stages.mock import make_mock
+
+
+def _read(path) -> pd.DataFrame:
+    return ds.dataset(path, format="parquet").to_table().to_pandas()
+
+
+def test_cli_mock_writes_contract_tables_and_truth(tmp_path):
+    out = tmp_path / "survey"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigcat",
+            "mock",
+            "--rows",
+            "6000",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--gradient",
+            "-0.3",
+            "--vertex-deg",
+            "-25",
+            "--apogee-fraction",
+            "0.5",
+            "--chunk-rows",
+            "2500",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "rows/s" in proc.stdout
+    phot = _read(out / "photometry.parquet")
+    assert list(phot.columns) == INPUT_COLUMNS and len(phot) == 6000 and phot.source_id.is_unique
+    truth = _read(out / "truth.parquet")
+    assert len(truth) == 6000 and set(truth.source_id) == set(phot.source_id)
+    assert all(c == "source_id" or c.startswith("true_") for c in truth.columns)
+    assert list(_read(out / "apogee.parquet").columns) == APOGEE_COLUMNS
+    assert list(_read(out / "lamost.parquet").columns) == LAMOST_COLUMNS
+    summary = json.loads((out / "truth.json").read_text())
+    assert summary["params"]["feh_gradient"] == -0.3
+    assert summary["params"]["vertex_deg"] == -25.0
+    assert summary["params"]["label_fraction_apogee"] == 0.5
+    assert summary["rows"] == 6000 and summary["chunks"] == 3
+    assert len(list((out / "photometry.parquet").glob("part-*.parquet"))) == 3
+
+
+def test_mock_refuses_to_overwrite_other_survey(tmp_path, client):
+    make_mock(client, MockParams(seed=1), 2_000, tmp_path / "m", chunk_rows=1_000)
+    with pytest.raises(InputError, match="already holds other data"):
+        make_mock(client, MockParams(seed=2), 2_000, tmp_path / "m", chunk_rows=1_000)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "precious.txt").write_text("keep me")
+    with pytest.raises(InputError, match="already holds other data"):
+        make_mock(client, MockParams(seed=1), 2_000, tmp_path / "other")
+    assert (tmp_path / "other" / "precious.txt").read_text() == "keep me"
+
+
+def test_mock_resume_keeps_finished_chunks(tmp_path, client):
+    out = tmp_path / "m"
+    make_mock(client, MockParams(seed=5), 3_000, out, chunk_rows=1_000)
+    first = out / "photometry.parquet" / "part-00000.parquet"
+    stamp = first.stat().st_mtime_ns
+    (out / "truth.parquet" / "part-00002.parquet").unlink()  # as if killed before chunk 2
+    before = _read(out / "photometry.parquet")
+    make_mock(client, MockParams(seed=5), 3_000, out, chunk_rows=1_000)
+    assert first.stat().st_mtime_ns == stamp
+    assert (out / "truth.parquet" / "part-00002.parquet").exists()
+    pd.testing.assert_frame_equal(before, _read(out / "photometry.parquet"))
