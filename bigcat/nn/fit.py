@@ -1,0 +1,405 @@
+"""Training of the heteroscedastic MLP (Fallows & Sanders Section 2; METHOD.md section 3).
+
+Adam on the loss of eq. 3 (weighted as eq. 11 when a weight is given), ReduceLROnPlateau on the
+validation loss, early stopping that restores the weights of the best validation epoch.
+Features and target are standardised with statistics of the training rows only.
+
+Determinism: weight initialisation and dropout draw from torch's global CPU generator, which is
+forked and seeded with ``config.seed`` for the duration of the call (the caller's stream is left
+untouched); mini-batch shuffling uses its own seeded ``torch.Generator``; the validation split a
+seeded numpy generator. Same inputs and seed on the same machine give identical weights.
+The validation loss is evaluated with dropout off (``model.eval()``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bigcat.errors import ConfigError, InputError, did_you_mean
+from bigcat.nn.device import resolve_device, torch_threads
+from bigcat.nn.loss import heteroscedastic_loss
+from bigcat.nn.model import HeteroscedasticMLP
+from bigcat.nn.scaler import Standardiser
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDataError(InputError, ValueError):
+    """Training arrays are inconsistent or contain non-finite rows."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Network and optimiser settings; defaults are the paper's architecture.
+
+    Attributes
+    ----------
+    hidden
+        Widths of the hidden layers (paper: two of 80).
+    dropout
+        Drop probability of each hidden unit, in [0, 1) (paper: 0.2).
+    learning_rate
+        Initial Adam learning rate.
+    batch_size
+        Rows per mini-batch.
+    max_epochs
+        Upper limit on passes over the training rows.
+    patience
+        Stop after this many epochs without a better validation loss.
+    lr_factor
+        ReduceLROnPlateau multiplies the learning rate by this factor, in (0, 1).
+    lr_patience
+        ... after this many epochs without a better validation loss.
+    validation_fraction
+        Fraction of rows held out for validation when no explicit validation set is given,
+        in (0, 1) (paper: 0.15).
+    weight_decay
+        Adam L2 penalty (0 = none).
+    seed
+        Seeds initialisation, dropout, shuffling and the validation split.
+    num_threads
+        torch intra-op CPU threads during training (restored afterwards); None = leave as is.
+    """
+
+    hidden: tuple[int, ...] = (80, 80)
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    max_epochs: int = 200
+    patience: int = 10
+    lr_factor: float = 0.5
+    lr_patience: int = 4
+    validation_fraction: float = 0.15
+    weight_decay: float = 0.0
+    seed: int = 0
+    num_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        checks = [
+            ("hidden", len(self.hidden) > 0 and min(self.hidden) >= 1, "one or more widths >= 1"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+            ("learning_rate", self.learning_rate > 0, "positive"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("max_epochs", self.max_epochs >= 1, "at least 1"),
+            ("patience", self.patience >= 1, "at least 1"),
+            ("lr_factor", 0.0 < self.lr_factor < 1.0, "in (0, 1)"),
+            ("lr_patience", self.lr_patience >= 0, "0 or more"),
+            ("validation_fraction", 0.0 < self.validation_fraction < 1.0, "in (0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "0 or more"),
+            ("seed", self.seed >= 0, "0 or more"),
+            ("num_threads", self.num_threads is None or self.num_threads >= 1, "None or >= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"train.{name} = {getattr(self, name)!r}: must be {rule}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form."""
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; an unknown key is a ConfigError with "Did you mean ...?"."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                raise ConfigError(
+                    f"train: unknown setting {key!r}.{did_you_mean(key, names)} "
+                    f"Known settings: {', '.join(names)}."
+                )
+        kwargs: dict[str, Any] = {k: (tuple(v) if k == "hidden" else v) for k, v in d.items()}
+        return cls(**kwargs)
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with everything needed to apply it.
+
+    Attributes
+    ----------
+    state_dict
+        Weights of a :class:`HeteroscedasticMLP`, tensors on CPU.
+    feature_names
+        Input columns in the order the network expects them.
+    standardiser
+        Feature and target standardisation fitted on the training rows.
+    config
+        The settings it was trained with.
+    metrics
+        ``train_loss`` and ``val_loss`` (lists, one per epoch; standardised units),
+        ``learning_rate`` (per epoch), ``best_epoch`` (1-based), ``best_val_loss``,
+        ``epochs_run``, ``seconds``, ``n_train``, ``n_val``.
+    training_fingerprint
+        First 16 hex digits of the sha256 of the training arrays (see :func:`fingerprint_arrays`).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    feature_names: list[str]
+    standardiser: Standardiser
+    config: TrainConfig
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training_fingerprint: str = ""
+
+    def build_module(self, device: torch.device | str | None = "cpu") -> HeteroscedasticMLP:
+        """A :class:`HeteroscedasticMLP` with these weights, in eval mode, on ``device``."""
+        net = HeteroscedasticMLP(len(self.feature_names), self.config.hidden, self.config.dropout)
+        net.load_state_dict(self.state_dict)
+        return net.to(resolve_device(device)).eval()
+
+
+def fingerprint_arrays(*arrays: np.ndarray | None) -> str:
+    """First 16 hex digits of the sha256 over the arrays' dtype, shape and bytes (None skipped)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_arrays(
+    X: np.ndarray,
+    y: np.ndarray,
+    y_err: np.ndarray,
+    weight: np.ndarray | None,
+    n_features: int,
+    label: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    y_err = np.asarray(y_err, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise TrainingDataError(
+            f"{label} X has shape {X.shape}; expected (n, {n_features}) to match feature_names."
+        )
+    n = len(X)
+    for name, a in (("y", y), ("y_err", y_err)):
+        if a.shape != (n,):
+            raise TrainingDataError(f"{label} {name} has shape {a.shape}; expected ({n},).")
+    bad = ~(np.isfinite(X).all(axis=1) & np.isfinite(y) & np.isfinite(y_err))
+    if bad.any():
+        raise TrainingDataError(
+            f"{label}: {int(bad.sum())} of {n} rows have non-finite features, target or "
+            f"target uncertainty; drop them before training (e.g. df.dropna())."
+        )
+    if (y_err < 0).any():
+        raise TrainingDataError(
+            f"{label}: {int((y_err < 0).sum())} rows have negative y_err; uncertainties are >= 0."
+        )
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.shape != (n,) or not np.isfinite(weight).all() or (weight < 0).any():
+            raise TrainingDataError(
+                f"{label} weight must be finite, >= 0 and of shape ({n},); got shape "
+                f"{weight.shape} with {int((~np.isfinite(weight) | (weight < 0)).sum())} bad values."
+            )
+    return X, y, y_err, weight
+
+
+def _tensors(
+    std: Standardiser,
+    X: np.ndarray,
+    y: np.ndarray,
+    y_err: np.ndarray,
+    weight: np.ndarray | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+    w = None if weight is None else t(weight)
+    return (
+        t(std.transform_features(X)),
+        t(std.transform_target(y)),
+        t(std.transform_error(y_err)),
+        w,
+    )
+
+
+def _evaluate(net: HeteroscedasticMLP, data: tuple, batch_size: int) -> float:
+    X, y, e, w = data
+    net.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(X), batch_size):
+            sl = slice(i, i + batch_size)
+            value, log_var = net(X[sl])
+            loss = heteroscedastic_loss(y[sl], e[sl], value, log_var, None if w is None else w[sl])
+            total += float(loss) * len(value)
+    return total / len(X)
+
+
+def train_network(
+    X: np.ndarray,
+    y: np.ndarray,
+    y_err: np.ndarray,
+    feature_names: list[str],
+    config: TrainConfig,
+    weight: np.ndarray | None = None,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    y_err_val: np.ndarray | None = None,
+    weight_val: np.ndarray | None = None,
+    device: torch.device | str | None = None,
+) -> TrainedModel:
+    """Train a :class:`HeteroscedasticMLP` on one training set.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n, d)
+        Features in the order of ``feature_names`` (colours in mag, absolute magnitudes in mag).
+    y : numpy.ndarray, shape (n,)
+        Target (stage 1: M_pseudo; stage 2: [Fe/H] in dex).
+    y_err : numpy.ndarray, shape (n,)
+        Target uncertainty sigma_data, same units as ``y``.
+    feature_names : list of str
+        Names of the d feature columns.
+    config : TrainConfig
+        Architecture and optimiser settings.
+    weight : numpy.ndarray, shape (n,), optional
+        Per-row loss weight W of eq. 11 (multiplies the squared-error term only).
+    X_val, y_val, y_err_val, weight_val : numpy.ndarray, optional
+        An explicit validation set (all three of X_val, y_val, y_err_val, or none); without it a
+        seeded ``config.validation_fraction`` of the rows is held out.
+    device : torch.device or str, optional
+        Where to train; default :func:`bigcat.nn.device.default_device`.
+
+    Returns
+    -------
+    TrainedModel
+        Weights of the best validation epoch, on CPU, with standardiser, config and metrics.
+
+    Raises
+    ------
+    TrainingDataError
+        (a ValueError) on non-finite rows (naming how many), inconsistent shapes, negative
+        uncertainties or too few rows for the split.
+    """
+    t0 = time.perf_counter()
+    feature_names = [str(f) for f in feature_names]
+    d = len(feature_names)
+    X, y, y_err, weight = _check_arrays(X, y, y_err, weight, d, "training set")
+    explicit = [a is not None for a in (X_val, y_val, y_err_val)]
+    if any(explicit) and not all(explicit):
+        raise TrainingDataError("give all of X_val, y_val and y_err_val, or none of them.")
+    if weight_val is not None and not all(explicit):
+        raise TrainingDataError("weight_val was given without X_val, y_val and y_err_val.")
+    fingerprint = fingerprint_arrays(X, y, y_err, weight, X_val, y_val, y_err_val, weight_val)
+
+    if all(explicit):
+        assert X_val is not None and y_val is not None and y_err_val is not None
+        if weight is not None and weight_val is None:
+            raise TrainingDataError("weight was given for training rows but not weight_val.")
+        Xv, yv, ev, wv = _check_arrays(X_val, y_val, y_err_val, weight_val, d, "validation set")
+        Xt, yt, et, wt = X, y, y_err, weight
+    else:
+        n = len(X)
+        n_val = int(round(config.validation_fraction * n))
+        if n_val < 1 or n - n_val < 1:
+            raise TrainingDataError(
+                f"{n} training rows are too few for a validation fraction of "
+                f"{config.validation_fraction}; need at least one row on each side."
+            )
+        perm = np.random.default_rng([config.seed, 0x5A11D]).permutation(n)
+        iv, it = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        Xt, yt, et = X[it], y[it], y_err[it]
+        Xv, yv, ev = X[iv], y[iv], y_err[iv]
+        wt = None if weight is None else weight[it]
+        wv = None if weight is None else weight[iv]
+    if len(Xt) == 0 or len(Xv) == 0:
+        raise TrainingDataError(f"empty training ({len(Xt)}) or validation ({len(Xv)}) set.")
+
+    std = Standardiser.fit(Xt, yt)
+    dev = resolve_device(device)
+    train = _tensors(std, Xt, yt, et, wt, dev)
+    val = _tensors(std, Xv, yv, ev, wv, dev)
+    n_train = len(Xt)
+
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        net = HeteroscedasticMLP(d, config.hidden, config.dropout).to(dev)
+        opt = torch.optim.Adam(
+            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.lr_factor, patience=config.lr_patience
+        )
+        shuffle = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+        train_hist: list[float] = []
+        val_hist: list[float] = []
+        lr_hist: list[float] = []
+        best = math.inf
+        best_state = copy.deepcopy(net.state_dict())
+        best_epoch, stale = 0, 0
+        Xtr, ytr, etr, wtr = train
+        for epoch in range(1, config.max_epochs + 1):
+            net.train()
+            order = torch.randperm(n_train, generator=shuffle).to(dev)
+            total = 0.0
+            for i in range(0, n_train, config.batch_size):
+                idx = order[i : i + config.batch_size]
+                value, log_var = net(Xtr[idx])
+                loss = heteroscedastic_loss(
+                    ytr[idx], etr[idx], value, log_var, None if wtr is None else wtr[idx]
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            train_hist.append(total / n_train)
+            val_loss = _evaluate(net, val, 65536)
+            val_hist.append(val_loss)
+            lr_hist.append(float(opt.param_groups[0]["lr"]))
+            sched.step(val_loss)
+            if not math.isfinite(val_loss):
+                logger.warning("epoch %d: validation loss is %s; stopping", epoch, val_loss)
+                break
+            if val_loss < best:
+                best, best_epoch, stale = val_loss, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+            logger.debug("epoch %d train %.5f val %.5f", epoch, train_hist[-1], val_loss)
+
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "train_loss": train_hist,
+        "val_loss": val_hist,
+        "learning_rate": lr_hist,
+        "best_epoch": best_epoch,
+        "best_val_loss": best,
+        "epochs_run": len(train_hist),
+        "seconds": seconds,
+        "n_train": n_train,
+        "n_val": len(Xv),
+    }
+    logger.info(
+        "trained on %d rows (%d validation): best epoch %d of %d, val loss %.4f, %.1f s",
+        n_train, len(Xv), best_epoch, len(train_hist), best, seconds,
+    )  # fmt: skip
+    return TrainedModel(
+        state_dict={k: v.detach().to("cpu").clone() for k, v in best_state.items()},
+        feature_names=feature_names,
+        standardiser=std,
+        config=config,
+        metrics=metrics,
+        training_fingerprint=fingerprint,
+    )

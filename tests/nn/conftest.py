@@ -1,0 +1,45 @@
+"""Shared fixtures for the network kernels: a seeded toy heteroscedastic problem and a model
+trained on it once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
+
+TOY_FEATURES = ["x", "noise"]
+
+
+def toy_problem(n: int, seed: int) -> dict[str, np.ndarray]:
+    """y = sin(x) + intrinsic scatter sigma_int(x) (hidden) + measurement error y_err (given)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3.0, 3.0, n)
+    sigma_int = 0.05 + 0.05 * np.abs(x)
+    y_err = rng.uniform(0.02, 0.1, n)
+    y = np.sin(x) + rng.normal(size=n) * sigma_int + rng.normal(size=n) * y_err
+    X = np.column_stack([x, rng.normal(size=n)])
+    return {"X": X, "y": y, "y_err": y_err, "truth": np.sin(x), "sigma_int": sigma_int}
+
+
+TOY_CONFIG = TrainConfig(batch_size=256, max_epochs=60, patience=8, learning_rate=3e-3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_model() -> TrainedModel:
+    d = toy_problem(5000, seed=1)
+    return train_network(d["X"], d["y"], d["y_err"], TOY_FEATURES, TOY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def toy_test() -> dict[str, np.ndarray]:
+    return toy_problem(3000, seed=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The machine is shared: run the network tests on one torch thread (restored after)."""
+    from bigcat.nn.device import torch_threads
+
+    with torch_threads(1):
+        yield
