@@ -1,0 +1,20 @@
+"""Astrometry kernels: photometric parallaxes, their combination with Gaia, GGD distances."""
+
+from __future__ import annotations
+
+from bigcat.astrometry.distance import ggd_distance_posterior
+from bigcat.astrometry.parallax import combine_parallaxes, parallax_from_pseudo_magnitude
+from bigcat.astrometry.prior import (
+    PriorTable,
+    default_prior_table,
+    load_prior_table,
+)
+
+__all__ = [
+    "PriorTable",
+    "combine_parallaxes",
+    "default_prior_table",
+    "ggd_distance_posterior",
+    "load_prior_table",
+    "parallax_from_pseudo_magnitude",
+]
