@@ -177,19 +177,53 @@ def ingest(inputs, out, nside, config_path, scheduler, n_workers):
     help="Rows of the synthetic survey made when no --input is given [200000].",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the synthetic survey [42].")
+@click.option(
+    "--prior-table",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); "
+    "default: bigcat's prior from its Galaxy model.",
+)
 @_config_option
 @_scheduler_option
 @_workers_option
-def process(inputs, run_dir, nside, rows, seed, config_path, scheduler, n_workers):
+def process(inputs, run_dir, nside, rows, seed, prior_table, config_path, scheduler, n_workers):
     """Run the pipeline over every partition on a Dask cluster."""
     from bigcat.pipeline import process_with_client
 
     config = _config(config_path, scheduler, n_workers).replace("ingest", nside=nside)
     config = config.replace("process", default_mock_rows=rows).replace("mock", seed=seed)
+    config = config.replace("stage1", prior_table=prior_table)
     with _client(config) as client:
         _announce(client)
         result = process_with_client(config, client, list(inputs) or None, run_dir)
     click.echo(format_summary(result))
+
+
+@cli.command()
+@click.argument("stage", type=click.Choice(["stage1"]))
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@_config_option
+@_scheduler_option
+@_workers_option
+def train(stage, run_dir, config_path, scheduler, n_workers):
+    """Train a stage's networks alone on a run's catalogue and write the checkpoints."""
+    from bigcat.catalog.store import Catalog
+    from bigcat.stages.parallax import train_or_load_stage1
+
+    config = _config(config_path, scheduler, n_workers)
+    catalog = Catalog.open(Path(run_dir) / "stages" / "photometry")
+    t0 = time.perf_counter()
+    with _client(config) as client:
+        _announce(client)
+        models, info = train_or_load_stage1(
+            client, catalog, config, Path(run_dir) / "models" / stage, force=True
+        )
+    click.echo(
+        f"Trained {len(models)} {stage} fold models on {info['training_rows']:,} giants in "
+        f"{time.perf_counter() - t0:.1f} s (best validation losses {info['val_loss']}); "
+        f"checkpoints in {Path(run_dir) / 'models' / stage}."
+    )
 
 
 def format_summary(result) -> str:
@@ -206,6 +240,10 @@ def format_summary(result) -> str:
     lines += [
         f"  passing quality cuts       {p['quality_ok']:>12,}  {100 * p['quality_ok'] / rows:6.2f}%",
         f"  giants                     {p['giants']:>12,}  {100 * p['giants'] / rows:6.2f}%",
+        f"  stage 1: {result.stage1['giants_predicted']:,} giants with NN parallaxes; NN sigma "
+        f"below Gaia's for {result.stage1['nn_better_than_gaia']:,} "
+        f"({100 * result.stage1['nn_better_than_gaia'] / max(result.stage1['giants_predicted'], 1):.1f}%); "
+        f"{result.stage1['with_distance']:,} distances",
         f"  time {result.log.info.get('seconds', 0):.1f} s; per stage: "
         + ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in result.log.stages),
         f"  output: {result.catalog.root}  (run log: {result.run_dir / 'run.log'})",

@@ -34,13 +34,15 @@ from bigcat.schema import INPUT_COLUMNS
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Which Dask cluster runs the work.
+    """Which Dask cluster runs the work (one of three kinds; see bigcat/cluster.py).
 
     Attributes
     ----------
     scheduler
-        Address of an existing scheduler (``tcp://HOST:PORT`` or ``tls://...``). Empty: start an
-        embedded LocalCluster (or use ``DASK_SCHEDULER_ADDRESS`` when that is set).
+        Address of an existing scheduler (``tcp://HOST:PORT`` or ``tls://HOST:PORT``; TLS
+        credentials come from Dask's ``distributed.comm.tls`` settings). Empty: start an embedded
+        LocalCluster (or use ``DASK_SCHEDULER_ADDRESS`` when that is set), or a dask-jobqueue
+        cluster when ``jobqueue`` is set.
     n_workers
         Workers of the embedded cluster; 0 = one per core.
     threads_per_worker
@@ -51,6 +53,14 @@ class ClusterConfig:
         Where the embedded cluster's dashboard listens; loopback only by default.
     host
         Interface the embedded scheduler listens on; loopback only by default.
+    jobqueue
+        Batch system of a dask-jobqueue cluster started for the run: "slurm", "pbs", "sge",
+        "lsf", "oar", "moab" or "htcondor"; empty = none. Job sizes, queue, account, walltime
+        and the scheduler's interface are dask-jobqueue's own settings (``jobqueue.<system>`` in
+        the Dask config, e.g. deploy/slurm/jobqueue.yaml). Needs ``pip install dask-jobqueue``.
+    jobqueue_jobs
+        Batch jobs submitted for a dask-jobqueue cluster (each runs the workers its
+        ``processes`` setting says).
     """
 
     scheduler: str = ""
@@ -59,6 +69,8 @@ class ClusterConfig:
     memory_limit: str = "auto"
     dashboard_address: str = "127.0.0.1:8787"
     host: str = "127.0.0.1"
+    jobqueue: str = ""
+    jobqueue_jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.n_workers < 0:
@@ -66,6 +78,22 @@ class ClusterConfig:
         if self.threads_per_worker < 1:
             raise ConfigError(
                 f"cluster.threads_per_worker = {self.threads_per_worker}: must be at least 1."
+            )
+        systems = ("slurm", "pbs", "sge", "lsf", "oar", "moab", "htcondor")  # dask-jobqueue's
+        if self.jobqueue and self.jobqueue not in systems:
+            raise ConfigError(
+                f"cluster.jobqueue = {self.jobqueue!r}: not a batch system dask-jobqueue "
+                f"knows.{did_you_mean(self.jobqueue, systems)} Choose one of "
+                f"{', '.join(systems)}, or leave it empty."
+            )
+        if self.jobqueue_jobs < 1:
+            raise ConfigError(f"cluster.jobqueue_jobs = {self.jobqueue_jobs}: must be at least 1.")
+        if self.scheduler and self.jobqueue:
+            raise ConfigError(
+                f"cluster.scheduler = {self.scheduler!r} and cluster.jobqueue = "
+                f"{self.jobqueue!r} are both set (the scheduler may come from --scheduler or "
+                "DASK_SCHEDULER_ADDRESS): use an existing scheduler or start a jobqueue "
+                "cluster, not both."
             )
 
 
@@ -123,6 +151,48 @@ class ProcessConfig:
 
 
 @dataclass(frozen=True)
+class Stage1Config:
+    """Stage 1: photometric parallaxes by cross-training (METHOD.md section 4).
+
+    Attributes
+    ----------
+    n_folds
+        Cross-training folds (fold = hash(source_id) mod n_folds); the paper used 8.
+    training_cap
+        At most this many giants are gathered for training, capped per HEALPix pixel so that
+        the dense bulge does not dominate (every giant is still predicted).
+    mc_passes
+        Monte-Carlo dropout passes per prediction (the paper gives no number).
+    max_epochs, patience, batch_size, learning_rate
+        Training settings of each fold model (Adam, early stopping on a 15% validation split).
+    prior_table
+        Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); empty =
+        bigcat's default prior derived from its Galaxy model.
+    """
+
+    n_folds: int = 8
+    training_cap: int = 200_000
+    mc_passes: int = 50
+    max_epochs: int = 100
+    patience: int = 8
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    prior_table: str = ""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "n_folds",
+            "training_cap",
+            "mc_passes",
+            "max_epochs",
+            "patience",
+            "batch_size",
+        ):
+            if getattr(self, name) < (2 if name == "n_folds" else 1):
+                raise ConfigError(f"stage1.{name} = {getattr(self, name)}: too small.")
+
+
+@dataclass(frozen=True)
 class Config:
     """All of bigcat's settings."""
 
@@ -131,6 +201,7 @@ class Config:
     process: ProcessConfig = field(default_factory=ProcessConfig)
     photometry: PhotometryParams = field(default_factory=PhotometryParams)
     mock: MockParams = field(default_factory=MockParams)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
     columns: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -167,6 +238,7 @@ _SECTIONS = {
     "process": ProcessConfig,
     "photometry": PhotometryParams,
     "mock": MockParams,
+    "stage1": Stage1Config,
 }
 
 

@@ -4,7 +4,9 @@ A run directory holds (SCHEMA.md)::
 
     RUN_DIR/mock/          the synthetic survey, when no input was given
     RUN_DIR/input/         the ingested input catalogue, when raw files were given
-    RUN_DIR/catalog/       the processed catalogue (HATS layout)
+    RUN_DIR/stages/photometry/  the photometry stage's catalogue (HATS layout)
+    RUN_DIR/models/stage1/ the stage-1 fold models (state dict + JSON sidecar each)
+    RUN_DIR/catalog/       the processed catalogue (HATS layout): the last stage's output
     RUN_DIR/run.log        log lines of every run in this directory
     RUN_DIR/run.json       the last run: config, cluster, per-stage timings and row counts
 """
@@ -29,6 +31,7 @@ from bigcat.catalog.store import Catalog
 from bigcat.cluster import dask_client, describe_cluster
 from bigcat.config import Config
 from bigcat.stages.mock import make_mock
+from bigcat.stages.parallax import load_prior, run_stage1, train_or_load_stage1
 from bigcat.stages.photometry import run_photometry_stage
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class RunResult:
     catalog: Catalog
     log: RunLog
     photometry: dict
+    stage1: dict
 
 
 def process_with_client(
@@ -138,12 +142,37 @@ def process_with_client(
                 rec["rows"] = catalog.n_rows()
                 rec["partitions"] = len(catalog.pixels)
         with log.stage("photometry") as rec:
-            out, totals = run_photometry_stage(client, catalog, run_dir / "catalog", config)
+            phot, totals = run_photometry_stage(
+                client, catalog, run_dir / "stages" / "photometry", config
+            )
             rec.update(totals)
+        with log.stage("stage1-train") as rec:
+            models, info = train_or_load_stage1(client, phot, config, run_dir / "models" / "stage1")
+            rec.update(info)
+        with log.stage("stage1") as rec:
+            out, stage1 = run_stage1(
+                client,
+                phot,
+                run_dir / "catalog",
+                models,
+                load_prior(config),
+                config.stage1.mc_passes,
+                config.process.seed,
+                config.process.target_task_rows,
+                extra_fingerprint=json.dumps(
+                    {
+                        "models": [m.training_fingerprint for m in models],
+                        "config": config.to_dict()["stage1"],
+                        "seed": config.process.seed,
+                    },
+                    sort_keys=True,
+                ),
+            )
+            rec.update(stage1)
         log.info["seconds"] = round(time.perf_counter() - t0, 3)
         log.info["output"] = str(out.root)
         log.save()
-    return RunResult(run_dir=run_dir, catalog=out, log=log, photometry=totals)
+    return RunResult(run_dir=run_dir, catalog=out, log=log, photometry=totals, stage1=stage1)
 
 
 def process(

@@ -84,7 +84,8 @@ def _log_post_rel(
     """Log posterior density in u = ln r relative to the product of the suprema of the
     prior and of the likelihood (so <= 0); inputs (n,), ``u`` (n, m)."""
     y = alpha[:, None] * (u - ln_l[:, None]) - np.log(k)[:, None]
-    prior = k[:, None] * (y - np.exp(y) + 1.0)
+    with np.errstate(over="ignore"):  # exp(y) -> inf far beyond the prior's scale: density 0
+        prior = k[:, None] * (y - np.exp(y) + 1.0)
     x = plx / sig
     w = 1000.0 * np.exp(-u) / sig[:, None]  # model parallax in sigmas
     # -(x - w)^2 / 2 + min(x, 0)^2 / 2, written without cancellation for x << 0

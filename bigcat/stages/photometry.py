@@ -80,6 +80,7 @@ def run_photometry_stage(
             "bigcat_version": __version__,
             "kind": "processed",
             "stages": [STAGE],
+            "giants_per_partition": {f"{s['order']}/{s['pixel']}": s["giants"] for s in summaries},
         },
         partition_rows={(s["order"], s["pixel"]): s["rows"] for s in summaries},
     )

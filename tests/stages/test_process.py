@@ -14,7 +14,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from bigcat.catalog.store import Catalog
-from bigcat.config import Config, IngestConfig, ProcessConfig
+from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config
 from bigcat.mock import MockParams
 from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
 from bigcat.photometry.params import PhotometryParams
@@ -26,6 +26,7 @@ CONFIG = Config(
     ingest=IngestConfig(nside=8),
     process=ProcessConfig(default_mock_rows=ROWS, target_task_rows=3_000),
     mock=MockParams(seed=7),
+    stage1=Stage1Config(max_epochs=4, patience=2, mc_passes=10, training_cap=6_000),
 )
 
 
@@ -53,7 +54,14 @@ def test_process_makes_processed_hats_catalogue(run):
     assert run.photometry["quality_ok"] == int(cat["quality_ok"].sum())
     assert not (cat["is_giant"] & ~cat["quality_ok"]).any()
     log = json.loads((run.run_dir / "run.json").read_text())
-    assert [s["stage"] for s in log["stages"]] == ["mock", "ingest", "photometry"]
+    assert [s["stage"] for s in log["stages"]] == [
+        "mock",
+        "ingest",
+        "photometry",
+        "stage1-train",
+        "stage1",
+    ]
+    assert len(list((run.run_dir / "models" / "stage1").glob("fold*.pt"))) == 8
     assert log["cluster"]["n_workers"] == 2
     assert "stage photometry" in (run.run_dir / "run.log").read_text()
 
@@ -75,6 +83,9 @@ def test_rerun_reuses_partitions_and_changed_config_recomputes(run, client):
     again = process_with_client(CONFIG, client, None, run.run_dir)
     assert again.photometry["partitions_computed"] == 0
     assert again.photometry == {**run.photometry, "partitions_computed": 0}
+    assert again.stage1["partitions_computed"] == 0
+    train_log = [s for s in again.log.stages if s["stage"] == "stage1-train"][0]
+    assert train_log["models_reused"] is True
     assert before == {p: p.stat().st_mtime_ns for p in files}
     stricter = CONFIG.replace("photometry", max_ruwe=1.2)
     changed = process_with_client(stricter, client, None, run.run_dir)
