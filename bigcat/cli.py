@@ -48,7 +48,10 @@ def _client(config: Config):
 
 
 def _announce(client) -> None:
-    click.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
+    from bigcat.cluster import dashboard_link
+
+    link = dashboard_link(client)
+    click.echo(f"Dask dashboard: {link or 'not served by this scheduler'}", err=True)
 
 
 @click.group()

@@ -111,7 +111,9 @@ def process_with_client(
     run_dir: str | Path = "bigcat-run",
 ) -> RunResult:
     """Run every stage of `bigcat process` on an existing Dask client."""
-    run_dir = Path(run_dir)
+    # absolute paths: tasks may run on workers started from other directories
+    run_dir = Path(run_dir).resolve()
+    inputs = [str(Path(i).resolve()) for i in inputs] if inputs else None
     t0 = time.perf_counter()
     with run_log_file(run_dir):
         log = RunLog(run_dir)

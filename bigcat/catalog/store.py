@@ -243,6 +243,7 @@ def finalize_catalog(
         "hats_builder": f"bigcat {properties.get('bigcat_version', '')}".strip(),
     }
     TableProperties(**fields).to_properties_file(root)
+    remove_stale_temporaries(root)
     if healpix:
         write_parquet_metadata(root)
     props = dict(properties)
@@ -254,6 +255,20 @@ def finalize_catalog(
         }
     (root / BIGCAT_PROPERTIES).write_text(json.dumps(props, indent=2, sort_keys=True, default=str))
     return Catalog.open(root)
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete temporary partition files (``.Npix=N.parquet.<hex>.tmp``) left by a killed writer.
+
+    A process killed between opening its temporary file and the rename leaves it behind; the
+    real file is rewritten by the next run, but hats' metadata writer would try to read the
+    leftover as a partition. Call only when no writer of this catalogue is running.
+    """
+    stale = sorted((Path(root) / "dataset").rglob(".*.tmp"))
+    for path in stale:
+        logger.info("Removing %s: temporary file of an interrupted write.", path)
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def remove_tree(path: Path) -> None:
