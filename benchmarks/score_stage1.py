@@ -17,16 +17,34 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-COLS = ["source_id", "is_giant", "quality_ok", "parallax_zp", "parallax_error", "parallax_nn",
-        "parallax_nn_error", "parallax_combined", "parallax_combined_error", "distance_pc",
-        "distance_pc_p16", "distance_pc_p84", "m_pseudo"]
+COLS = [
+    "source_id",
+    "is_giant",
+    "quality_ok",
+    "parallax_zp",
+    "parallax_error",
+    "parallax_nn",
+    "parallax_nn_error",
+    "parallax_combined",
+    "parallax_combined_error",
+    "distance_pc",
+    "distance_pc_p16",
+    "distance_pc_p84",
+    "m_pseudo",
+]
 
 
 def load(run_dir: Path, truth: Path) -> pd.DataFrame:
-    out = ds.dataset(run_dir / "catalog" / "dataset", format="parquet",
-                     exclude_invalid_files=True).to_table(columns=COLS).to_pandas()
-    tr = ds.dataset(truth, format="parquet").to_table(
-        columns=["source_id", "true_distance_pc", "true_is_giant", "true_stage"]).to_pandas()
+    out = (
+        ds.dataset(run_dir / "catalog" / "dataset", format="parquet", exclude_invalid_files=True)
+        .to_table(columns=COLS)
+        .to_pandas()
+    )
+    tr = (
+        ds.dataset(truth, format="parquet")
+        .to_table(columns=["source_id", "true_distance_pc", "true_is_giant", "true_stage"])
+        .to_pandas()
+    )
     df = out.merge(tr, on="source_id", validate="one_to_one")
     df = df[df.is_giant & df.quality_ok & np.isfinite(df.parallax_nn)]
     df["true_parallax"] = 1000.0 / df["true_distance_pc"]
@@ -44,25 +62,44 @@ def pulls(value, err, truth) -> tuple[float, float, int]:
 def report(df: pd.DataFrame) -> None:
     snr = df.parallax_zp / df.parallax_error
     better = df.parallax_nn_error < df.parallax_error
-    print(f"quality giants with NN parallaxes: {len(df):,} "
-          f"(true giants among them {df.true_is_giant.mean():.3f})")
-    print(f"NN sigma < Gaia sigma: {better.mean():.3f} overall, {better[snr < 2].mean():.3f} where "
-          f"Gaia parallax/sigma < 2 (paper: 0.58 and 0.89)")
-    print(f"{'sample':<28} {'NN pull sd':>10} {'NN cov68':>9} {'comb sd':>8} {'comb cov68':>10} {'n':>8}")
-    bins = [("all", np.ones(len(df), bool))] + [
-        (f"Gaia plx/sig {lo}..{hi}", ((snr >= lo) & (snr < hi)).to_numpy())
-        for lo, hi in [(-np.inf, 2), (2, 5), (5, 10), (10, np.inf)]
-    ] + [(f"true {s}", (df.true_stage == s).to_numpy()) for s in ("rgb", "red_clump", "dwarf")]
+    print(
+        f"quality giants with NN parallaxes: {len(df):,} "
+        f"(true giants among them {df.true_is_giant.mean():.3f})"
+    )
+    print(
+        f"NN sigma < Gaia sigma: {better.mean():.3f} overall, {better[snr < 2].mean():.3f} where "
+        f"Gaia parallax/sigma < 2 (paper: 0.58 and 0.89)"
+    )
+    print(
+        f"{'sample':<28} {'NN pull sd':>10} {'NN cov68':>9} {'comb sd':>8} {'comb cov68':>10} {'n':>8}"
+    )
+    bins = (
+        [("all", np.ones(len(df), bool))]
+        + [
+            (f"Gaia plx/sig {lo}..{hi}", ((snr >= lo) & (snr < hi)).to_numpy())
+            for lo, hi in [(-np.inf, 2), (2, 5), (5, 10), (10, np.inf)]
+        ]
+        + [(f"true {s}", (df.true_stage == s).to_numpy()) for s in ("rgb", "red_clump", "dwarf")]
+    )
     for name, m in bins:
         d = df[m]
-        a = pulls(d.parallax_nn.to_numpy(), d.parallax_nn_error.to_numpy(), d.true_parallax.to_numpy())
-        b = pulls(d.parallax_combined.to_numpy(), d.parallax_combined_error.to_numpy(),
-                  d.true_parallax.to_numpy())
+        a = pulls(
+            d.parallax_nn.to_numpy(), d.parallax_nn_error.to_numpy(), d.true_parallax.to_numpy()
+        )
+        b = pulls(
+            d.parallax_combined.to_numpy(),
+            d.parallax_combined_error.to_numpy(),
+            d.true_parallax.to_numpy(),
+        )
         print(f"{name:<28} {a[0]:>10.3f} {a[1]:>9.3f} {b[0]:>8.3f} {b[1]:>10.3f} {a[2]:>8,}")
     bias = (df.parallax_nn - df.true_parallax) / df.parallax_nn_error
-    print(f"NN parallax median pull {np.nanmedian(bias):+.3f} (positive: predicted too close/bright)")
+    print(
+        f"NN parallax median pull {np.nanmedian(bias):+.3f} (positive: predicted too close/bright)"
+    )
     print("\nTable 1 layout: distance uncertainty by true distance")
-    print(f"{'d (kpc)':<10} {'n':>8} {'med sig_d/d':>12} {'med |d-true|/true':>18} {'med (d-true)/true':>18}")
+    print(
+        f"{'d (kpc)':<10} {'n':>8} {'med sig_d/d':>12} {'med |d-true|/true':>18} {'med (d-true)/true':>18}"
+    )
     d_true = df.true_distance_pc / 1000
     half = (df.distance_pc_p84 - df.distance_pc_p16) / 2 / df.distance_pc
     err = (df.distance_pc - df.true_distance_pc) / df.true_distance_pc
@@ -70,8 +107,10 @@ def report(df: pd.DataFrame) -> None:
         m = (d_true >= lo) & (d_true < hi)
         if m.sum() == 0:
             continue
-        print(f"{lo:>3}-{hi:<6} {m.sum():>8,} {half[m].median():>12.3f} {err[m].abs().median():>18.3f} "
-              f"{err[m].median():>+18.3f}")
+        print(
+            f"{lo:>3}-{hi:<6} {m.sum():>8,} {half[m].median():>12.3f} {err[m].abs().median():>18.3f} "
+            f"{err[m].median():>+18.3f}"
+        )
 
 
 def main() -> None:
