@@ -168,6 +168,10 @@ class Stage1Config:
     prior_table
         Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); empty =
         bigcat's default prior derived from its Galaxy model.
+    truncation_likelihood
+        Train with a likelihood that models the giant cut applied to the noisy target
+        (a truncated Gaussian: the sample only holds stars with M_pseudo below the eq. 7
+        boundary). False = the paper's eq. 3, which biases faint giants' predictions bright.
     """
 
     n_folds: int = 8
@@ -178,6 +182,7 @@ class Stage1Config:
     batch_size: int = 1024
     learning_rate: float = 1e-3
     prior_table: str = ""
+    truncation_likelihood: bool = True
 
     def __post_init__(self) -> None:
         for name in (

@@ -1,8 +1,10 @@
 """Training of the heteroscedastic MLP (Fallows & Sanders Section 2; METHOD.md section 3).
 
-Adam on the loss of eq. 3 (weighted as eq. 11 when a weight is given), ReduceLROnPlateau on the
-validation loss, early stopping that restores the weights of the best validation epoch.
-Features and target are standardised with statistics of the training rows only.
+Adam on the loss of eq. 3 (weighted as eq. 11 when a weight is given; truncated above by a
+per-row selection bound when ``upper_bound`` is given, see :mod:`bigcat.nn.loss`),
+ReduceLROnPlateau on the validation loss, early stopping that restores the weights of the best
+validation epoch. Features and target are standardised with statistics of the training rows
+only; a bound is standardised with the target's mean and scale.
 
 Determinism: weight initialisation and dropout draw from torch's global CPU generator, which is
 forked and seeded with ``config.seed`` for the duration of the call (the caller's stream is left
@@ -141,7 +143,8 @@ class TrainedModel:
     metrics
         ``train_loss`` and ``val_loss`` (lists, one per epoch; standardised units),
         ``learning_rate`` (per epoch), ``best_epoch`` (1-based), ``best_val_loss``,
-        ``epochs_run``, ``seconds``, ``n_train``, ``n_val``.
+        ``epochs_run``, ``seconds``, ``n_train``, ``n_val``; with an upper bound also
+        ``n_bounded`` (training-set rows, before the split, with a finite bound).
     training_fingerprint
         First 16 hex digits of the sha256 of the training arrays (see :func:`fingerprint_arrays`).
     """
@@ -212,6 +215,28 @@ def _check_arrays(
     return X, y, y_err, weight
 
 
+def _check_bound(bound: np.ndarray | None, n: int, label: str) -> np.ndarray | None:
+    """A per-row upper bound as float64 with every non-finite entry (NaN, +-inf) set to +inf."""
+    if bound is None:
+        return None
+    bound = np.asarray(bound, dtype=np.float64)
+    if bound.shape != (n,):
+        raise TrainingDataError(f"{label} upper bound has shape {bound.shape}; expected ({n},).")
+    return np.where(np.isfinite(bound), bound, np.inf)
+
+
+def _warn_above_bound(y: np.ndarray, bound: np.ndarray | None, label: str) -> None:
+    if bound is None:
+        return
+    above = int((y >= bound).sum())
+    if above:
+        logger.warning(
+            "%s: %d of %d rows have a target at or above their upper bound; the truncated "
+            "likelihood assumes the rows were selected by target < bound",
+            label, above, len(y),
+        )  # fmt: skip
+
+
 def _tensors(
     std: Standardiser,
     X: np.ndarray,
@@ -219,28 +244,42 @@ def _tensors(
     y_err: np.ndarray,
     weight: np.ndarray | None,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    upper_bound: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(X, y, y_err, weight, bound) tensors in standardised units; the bound is transformed like
+    the target (+inf stays +inf)."""
+
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float32, device=device)
 
     w = None if weight is None else t(weight)
+    b = None if upper_bound is None else t(std.transform_target(upper_bound))
     return (
         t(std.transform_features(X)),
         t(std.transform_target(y)),
         t(std.transform_error(y_err)),
         w,
+        b,
     )
 
 
 def _evaluate(net: HeteroscedasticMLP, data: tuple, batch_size: int) -> float:
-    X, y, e, w = data
+    X, y, e, w = data[:4]
+    b = data[4] if len(data) > 4 else None
     net.eval()
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(X), batch_size):
             sl = slice(i, i + batch_size)
             value, log_var = net(X[sl])
-            loss = heteroscedastic_loss(y[sl], e[sl], value, log_var, None if w is None else w[sl])
+            loss = heteroscedastic_loss(
+                y[sl],
+                e[sl],
+                value,
+                log_var,
+                None if w is None else w[sl],
+                None if b is None else b[sl],
+            )
             total += float(loss) * len(value)
     return total / len(X)
 
@@ -257,6 +296,8 @@ def train_network(
     y_err_val: np.ndarray | None = None,
     weight_val: np.ndarray | None = None,
     device: torch.device | str | None = None,
+    upper_bound: np.ndarray | None = None,
+    upper_bound_val: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train a :class:`HeteroscedasticMLP` on one training set.
 
@@ -279,6 +320,17 @@ def train_network(
         seeded ``config.validation_fraction`` of the rows is held out.
     device : torch.device or str, optional
         Where to train; default :func:`bigcat.nn.device.default_device`.
+    upper_bound : numpy.ndarray, shape (n,), optional
+        Per-row selection bound b in target units: the row is in the training set because its
+        observed (noisy) target satisfied ``y < b`` (stage 1: the giant cut
+        ``b = 492.101 (J0 - H0) - 53.827``). The loss becomes the truncated-Gaussian likelihood
+        (eq. 3 plus the unweighted ln Phi((b - yhat) / s) term, :mod:`bigcat.nn.loss`), which
+        removes the low bias the cut causes for noisy rows near it. Standardised with the
+        target's mean and scale and carried through the seeded split. Non-finite entries (NaN,
+        +-inf) mean "no bound" (+inf) for that row. Included in the training fingerprint.
+    upper_bound_val : numpy.ndarray, optional
+        Bound of the explicit validation rows; required with an explicit validation set when
+        ``upper_bound`` is given (and only then).
 
     Returns
     -------
@@ -300,7 +352,22 @@ def train_network(
         raise TrainingDataError("give all of X_val, y_val and y_err_val, or none of them.")
     if weight_val is not None and not all(explicit):
         raise TrainingDataError("weight_val was given without X_val, y_val and y_err_val.")
-    fingerprint = fingerprint_arrays(X, y, y_err, weight, X_val, y_val, y_err_val, weight_val)
+    if upper_bound_val is not None and not all(explicit):
+        raise TrainingDataError("upper_bound_val was given without X_val, y_val and y_err_val.")
+    if all(explicit) and (upper_bound is None) != (upper_bound_val is None):
+        raise TrainingDataError(
+            "give upper_bound and upper_bound_val together (or neither) with an explicit "
+            "validation set; training and validation losses must use the same likelihood."
+        )
+    bound = _check_bound(upper_bound, len(X), "training set")
+    bound_val = None
+    if upper_bound_val is not None:
+        assert X_val is not None
+        bound_val = _check_bound(upper_bound_val, len(np.asarray(X_val)), "validation set")
+    fp_arrays = [X, y, y_err, weight, X_val, y_val, y_err_val, weight_val]
+    if bound is not None:  # (the unbounded fingerprint is unchanged from before bounds existed)
+        fp_arrays += [np.asarray(b"upper_bound"), bound, bound_val]
+    fingerprint = fingerprint_arrays(*fp_arrays)
 
     if all(explicit):
         assert X_val is not None and y_val is not None and y_err_val is not None
@@ -308,6 +375,7 @@ def train_network(
             raise TrainingDataError("weight was given for training rows but not weight_val.")
         Xv, yv, ev, wv = _check_arrays(X_val, y_val, y_err_val, weight_val, d, "validation set")
         Xt, yt, et, wt = X, y, y_err, weight
+        bt, bv = bound, bound_val
     else:
         n = len(X)
         n_val = int(round(config.validation_fraction * n))
@@ -322,13 +390,18 @@ def train_network(
         Xv, yv, ev = X[iv], y[iv], y_err[iv]
         wt = None if weight is None else weight[it]
         wv = None if weight is None else weight[iv]
+        bt = None if bound is None else bound[it]
+        bv = None if bound is None else bound[iv]
     if len(Xt) == 0 or len(Xv) == 0:
         raise TrainingDataError(f"empty training ({len(Xt)}) or validation ({len(Xv)}) set.")
 
+    _warn_above_bound(yt, bt, "training set")
+    _warn_above_bound(yv, bv, "validation set")
+
     std = Standardiser.fit(Xt, yt)
     dev = resolve_device(device)
-    train = _tensors(std, Xt, yt, et, wt, dev)
-    val = _tensors(std, Xv, yv, ev, wv, dev)
+    train = _tensors(std, Xt, yt, et, wt, dev, bt)
+    val = _tensors(std, Xv, yv, ev, wv, dev, bv)
     n_train = len(Xt)
 
     with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
@@ -347,7 +420,7 @@ def train_network(
         best = math.inf
         best_state = copy.deepcopy(net.state_dict())
         best_epoch, stale = 0, 0
-        Xtr, ytr, etr, wtr = train
+        Xtr, ytr, etr, wtr, btr = train
         for epoch in range(1, config.max_epochs + 1):
             net.train()
             order = torch.randperm(n_train, generator=shuffle).to(dev)
@@ -356,7 +429,12 @@ def train_network(
                 idx = order[i : i + config.batch_size]
                 value, log_var = net(Xtr[idx])
                 loss = heteroscedastic_loss(
-                    ytr[idx], etr[idx], value, log_var, None if wtr is None else wtr[idx]
+                    ytr[idx],
+                    etr[idx],
+                    value,
+                    log_var,
+                    None if wtr is None else wtr[idx],
+                    None if btr is None else btr[idx],
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -391,6 +469,8 @@ def train_network(
         "n_train": n_train,
         "n_val": len(Xv),
     }
+    if bound is not None:
+        metrics["n_bounded"] = int(np.isfinite(bound).sum())
     logger.info(
         "trained on %d rows (%d validation): best epoch %d of %d, val loss %.4f, %.1f s",
         n_train, len(Xv), best_epoch, len(train_hist), best, seconds,

@@ -48,6 +48,7 @@ from bigcat.errors import InputError
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
+from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import BAND_MAG_COLUMN, BANDS, COLOUR_FEATURE_COLUMNS
 from bigcat.stages.partitions import map_partitions_to_files
 from bigcat.stages.tasks import run_tasks
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 STAGE = "stage1"
 FEATURES = COLOUR_FEATURE_COLUMNS
 TARGET, TARGET_ERR = "m_pseudo", "m_pseudo_error"
+TABLE_COLUMNS = ["source_id", *FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
 OUTPUT_COLUMNS = [
     "fold",
     "parallax_nn",
@@ -89,15 +91,39 @@ def training_mask(df: pd.DataFrame) -> np.ndarray:
     return ok & finite & (df[TARGET_ERR].to_numpy() > 0)
 
 
-def sample_partitions(paths: list[str], pixel_cap: int) -> pd.DataFrame:
-    """Task body: the capped training rows of some partitions (one frame)."""
-    cols = ["source_id", "quality_ok", "is_giant", *FEATURES, TARGET, TARGET_ERR]
+def sample_partitions(
+    paths: list[str], pixel_cap: int, photometry: PhotometryParams
+) -> pd.DataFrame:
+    """Task body: the capped training rows of some partitions (one frame).
+
+    Besides features and target, each row carries ``m_pseudo_bound``: the giant cut's boundary
+    in M_pseudo (eq. 7) at the star's dereddened J - H. The training sample was selected by
+    ``m_pseudo < m_pseudo_bound`` on the noisy target, which the truncation-aware likelihood
+    takes into account.
+    """
+    cols = [
+        "source_id",
+        "quality_ok",
+        "is_giant",
+        *FEATURES,
+        TARGET,
+        TARGET_ERR,
+        "j_m",
+        "h_m",
+        "a_j",
+        "a_h",
+    ]
     parts = []
     for path in paths:
         df = read_table_checked(Path(path), columns=cols).to_pandas()
         keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap)
-        parts.append(df.loc[keep, ["source_id", *FEATURES, TARGET, TARGET_ERR]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        df = df.loc[keep]
+        j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
+        df = df.assign(
+            m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept
+        )
+        parts.append(df[TABLE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
 
 
 def fold_training_rows(source_id: np.ndarray, fold: int, n_folds: int) -> np.ndarray:
@@ -105,15 +131,23 @@ def fold_training_rows(source_id: np.ndarray, fold: int, n_folds: int) -> np.nda
     return fold_of(source_id, n_folds) != fold
 
 
-def train_fold(table: pd.DataFrame, fold: int, n_folds: int, config: TrainConfig) -> TrainedModel:
-    """Task body: fold ``fold``'s model, trained on every other fold's rows."""
+def train_fold(
+    table: pd.DataFrame, fold: int, n_folds: int, config: TrainConfig, truncation: bool = True
+) -> TrainedModel:
+    """Task body: fold ``fold``'s model, trained on every other fold's rows.
+
+    With ``truncation`` the loss models the giant-cut selection on the noisy target as an
+    upper bound (truncated Gaussian likelihood); without it, the paper's eq. 3.
+    """
     train = table[fold_training_rows(table["source_id"].to_numpy(), fold, n_folds)]
+    bound = train["m_pseudo_bound"].to_numpy(np.float64) if truncation else None
     return train_network(
         train[FEATURES].to_numpy(np.float64),
         train[TARGET].to_numpy(np.float64),
         train[TARGET_ERR].to_numpy(np.float64),
         list(FEATURES),
         config,
+        upper_bound=bound,
     )
 
 
@@ -182,7 +216,9 @@ def summarise_stage1(df: pd.DataFrame) -> dict:
     }
 
 
-def gather_training_sample(client: Client, catalog: Catalog, total_cap: int) -> pd.DataFrame:
+def gather_training_sample(
+    client: Client, catalog: Catalog, total_cap: int, photometry: PhotometryParams
+) -> pd.DataFrame:
     """The capped, spatially fair stage-1 training table, sorted by source_id."""
     giants = np.array(
         [
@@ -196,7 +232,8 @@ def gather_training_sample(client: Client, catalog: Catalog, total_cap: int) -> 
     paths = [str(catalog.partition_path(o, p)) for o, p in catalog.pixels]
     chunks = [paths[i : i + 200] for i in range(0, len(paths), 200)]
     tasks = [
-        (f"{STAGE}-sample-pix{catalog.pixels[i * 200][1]}", (c, cap)) for i, c in enumerate(chunks)
+        (f"{STAGE}-sample-pix{catalog.pixels[i * 200][1]}", (c, cap, photometry))
+        for i, c in enumerate(chunks)
     ]
     parts = run_tasks(client, sample_partitions, tasks, "stage1 sample")
     table = pd.concat(parts, ignore_index=True).sort_values("source_id", ignore_index=True)
@@ -211,10 +248,13 @@ def train_stage1(
     config: TrainConfig,
     models_dir: Path,
     fingerprint: str,
+    truncation: bool = True,
 ) -> list[TrainedModel]:
     """Train the fold models in parallel on the cluster and save their checkpoints."""
     [shared] = client.scatter([table], broadcast=False)
-    tasks = [(f"{STAGE}-train-fold{k}", (shared, k, n_folds, config)) for k in range(n_folds)]
+    tasks = [
+        (f"{STAGE}-train-fold{k}", (shared, k, n_folds, config, truncation)) for k in range(n_folds)
+    ]
     models = run_tasks(client, train_fold, tasks, "stage1 train")
     models_dir.mkdir(parents=True, exist_ok=True)
     for k, model in enumerate(models):
@@ -226,6 +266,7 @@ def train_stage1(
                 "n_folds": n_folds,
                 "stage": STAGE,
                 "sample_fingerprint": fingerprint,
+                "truncation_likelihood": truncation,
             },
         )
     return models
@@ -327,18 +368,26 @@ def train_or_load_stage1(
     client: Client, catalog: Catalog, config: Config, models_dir: Path, force: bool = False
 ) -> tuple[list[TrainedModel], dict]:
     """Gather the training sample; reuse matching checkpoints or train the fold models."""
-    table = gather_training_sample(client, catalog, config.stage1.training_cap)
+    table = gather_training_sample(client, catalog, config.stage1.training_cap, config.photometry)
     if len(table) < 50 * config.stage1.n_folds:
         raise InputError(
             f"Only {len(table)} giants pass the quality cuts with finite colours in {catalog.root}: "
             f"too few to train {config.stage1.n_folds} fold models. Give a larger catalogue."
         )
     tconf = train_config(config)
-    fp = sample_fingerprint(table)
+    fp = sample_fingerprint(table) + ("-trunc" if config.stage1.truncation_likelihood else "")
     models = None if force else load_models_if_current(models_dir, config.stage1.n_folds, fp, tconf)
     reused = models is not None
     if models is None:
-        models = train_stage1(client, table, config.stage1.n_folds, tconf, models_dir, fp)
+        models = train_stage1(
+            client,
+            table,
+            config.stage1.n_folds,
+            tconf,
+            models_dir,
+            fp,
+            truncation=config.stage1.truncation_likelihood,
+        )
     info = {
         "training_rows": len(table),
         "sample_fingerprint": fp,
