@@ -4,12 +4,13 @@ For each size (default 1M and 10M rows) this makes a synthetic survey with `bigc
 (rows/s), ingests it (rows/s), then on the same catalogue measures:
 
   (a) plain ``pyarrow.parquet.read_table`` of every partition, one process;
-  (b) the same work as (c) in one process with pandas: read each partition, run the
-      photometry kernel, write the output partition;
+  (b0) one process with pandas, partition by partition: read, ``run_photometry``, write;
+  (b) the same work as (c) in one process without Dask: the same per-group code path
+      (read partitions, photometry kernel, write each partition), run serially;
   (c) `bigcat process`'s photometry stage on the embedded LocalCluster (all cores);
 
 and prints rows/s, the ratios (c)/(a) and (c)/(b), and the peak RSS of each worker process
-(a fresh cluster per size, so the peak belongs to that size).
+during (c), sampled every 20 ms (a fresh cluster per size).
 
 Usage: python benchmarks/photometry_throughput.py [--rows 1000000 10000000] [--work DIR]
 """
@@ -17,7 +18,6 @@ Usage: python benchmarks/photometry_throughput.py [--rows 1000000 10000000] [--w
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import tempfile
 import time
@@ -26,29 +26,60 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _start_rss_sampler(dask_worker) -> None:
+    """In a worker: sample this process's RSS every 20 ms (ru_maxrss is useless here: it
+    keeps the parent's peak across fork/exec)."""
+    import threading
+
+    import psutil
+
+    state = {"peak": 0.0, "run": True}
+    proc = psutil.Process()
+
+    def loop() -> None:
+        while state["run"]:
+            state["peak"] = max(state["peak"], proc.memory_info().rss / 2**20)
+            time.sleep(0.02)
+
+    threading.Thread(target=loop, daemon=True).start()
+    dask_worker._bigcat_rss = state
 
 
-def measure(rows: int, work: Path, workers: int) -> dict:
+def _peak_rss_mib(dask_worker) -> float:
+    state = dask_worker._bigcat_rss
+    state["run"] = False
+    return state["peak"]
+
+
+def measure(rows: int, work: Path, workers: int, scaling: bool) -> dict:
     from bigcat.catalog.ingest import ingest
-    from bigcat.catalog.store import partition_path, write_frame_atomic
+    from bigcat.catalog.store import Catalog, partition_path, write_frame_atomic
     from bigcat.cluster import dask_client
     from bigcat.config import ClusterConfig, Config
     from bigcat.photometry import run_photometry
     from bigcat.stages.mock import make_mock
-    from bigcat.stages.photometry import run_photometry_stage
+    from bigcat.stages.partitions import group_partitions, process_partition_group
+    from bigcat.stages.photometry import (
+        photometry_kernel,
+        run_photometry_stage,
+        stage_fingerprint,
+        summarise_photometry,
+    )
 
     config = Config(cluster=ClusterConfig(n_workers=workers, dashboard_address=":0"))
     out: dict = {"rows": rows}
     mock_dir, cat_dir = work / f"mock-{rows}", work / f"cat-{rows}"
-    with dask_client(config.cluster) as client:
-        t = time.perf_counter()
-        make_mock(client, config.mock, rows, mock_dir)
-        out["mock_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        catalog = ingest([mock_dir / "photometry.parquet"], cat_dir, config, client)
-        out["ingest_s"] = time.perf_counter() - t
+    if (cat_dir / "partition_info.csv").exists():  # --work reused: time only (a)-(c)
+        catalog = Catalog.open(cat_dir)
+        out["mock_s"] = out["ingest_s"] = float("nan")
+    else:
+        with dask_client(config.cluster) as client:
+            t = time.perf_counter()
+            make_mock(client, config.mock, rows, mock_dir)
+            out["mock_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            catalog = ingest([mock_dir / "photometry.parquet"], cat_dir, config, client)
+            out["ingest_s"] = time.perf_counter() - t
     out["partitions"] = len(catalog.pixels)
 
     # (a) plain read of every partition
@@ -59,22 +90,46 @@ def measure(rows: int, work: Path, workers: int) -> dict:
     out["a_s"] = time.perf_counter() - t
     assert n == rows, (n, rows)
 
-    # (b) single process: read, kernel, write
-    scratch = work / f"serial-{rows}"
+    # (b0) one process, pandas, partition by partition: read, run_photometry, write
+    scratch = work / f"serial0-{rows}"
     t = time.perf_counter()
     for o, p in catalog.pixels:
         df = pq.read_table(catalog.partition_path(o, p)).to_pandas()
         write_frame_atomic(run_photometry(df, config.photometry), partition_path(scratch, o, p))
+    out["b0_s"] = time.perf_counter() - t
+    shutil.rmtree(scratch)
+
+    # (b) one process, no Dask: the same per-group code path as (c), run serially
+    scratch = work / f"serial-{rows}"
+    fingerprint = stage_fingerprint(catalog, config)
+    t = time.perf_counter()
+    for group in group_partitions(catalog, config.process.target_task_rows):
+        process_partition_group(
+            group,
+            str(catalog.root),
+            str(scratch),
+            photometry_kernel,
+            config.photometry,
+            summarise_photometry,
+            fingerprint,
+        )
     out["b_s"] = time.perf_counter() - t
     shutil.rmtree(scratch)
 
-    # (c) the photometry stage on a fresh local cluster
-    with dask_client(config.cluster) as client:
-        t = time.perf_counter()
-        _, totals = run_photometry_stage(client, catalog, work / f"processed-{rows}", config)
-        out["c_s"] = time.perf_counter() - t
-        out["worker_peak_mib"] = sorted(client.run(_peak_rss_mib).values())
-        out["n_workers"] = len(out["worker_peak_mib"])
+    # (c) the photometry stage on a fresh local cluster; with --scaling also on one worker
+    for label, n in [("c", workers)] + ([("c1", 1)] if scaling else []):
+        cfg = Config(cluster=ClusterConfig(n_workers=n, dashboard_address=":0"))
+        with dask_client(cfg.cluster) as client:
+            client.run(_start_rss_sampler)
+            t = time.perf_counter()
+            _, totals = run_photometry_stage(
+                client, catalog, work / f"processed-{label}-{rows}", cfg
+            )
+            out[f"{label}_s"] = time.perf_counter() - t
+            peaks = sorted(client.run(_peak_rss_mib).values())
+        if label == "c":
+            out["worker_peak_mib"] = peaks
+            out["n_workers"] = len(peaks)
     assert totals["rows"] == rows
     return out
 
@@ -89,22 +144,30 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="local workers (0 = one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--scaling", action="store_true", help="also run (c) on 1 worker")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bigcat-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = [measure(r, work, args.workers) for r in args.rows]
+    results = [measure(r, work, args.workers, args.scaling) for r in args.rows]
     print(
-        f"{'rows':>11} {'parts':>6} {'mock r/s':>10} {'ingest r/s':>11} {'(a) read r/s':>13} "
-        f"{'(b) serial r/s':>15} {'(c) bigcat r/s':>15} {'c/a':>6} {'c/b':>6}  peak worker RSS (MiB)"
+        f"{'rows':>11} {'parts':>6} {'mock r/s':>9} {'ingest r/s':>10} {'(a) read':>9} "
+        f"{'(b0) pandas':>11} {'(b) serial':>10} {'(c) bigcat':>10} {'c/a':>5} {'c/b0':>5} "
+        f"{'c/b':>5}  peak worker RSS (MiB)"
     )
     for r in results:
         n = r["rows"]
         print(
-            f"{n:>11,} {r['partitions']:>6} {n / r['mock_s']:>10,.0f} {n / r['ingest_s']:>11,.0f} "
-            f"{n / r['a_s']:>13,.0f} {n / r['b_s']:>15,.0f} {n / r['c_s']:>15,.0f} "
-            f"{r['a_s'] / r['c_s']:>6.2f} {r['b_s'] / r['c_s']:>6.2f}  "
-            f"{', '.join(f'{m:,.0f}' for m in r['worker_peak_mib'])}"
+            f"{n:>11,} {r['partitions']:>6} {n / r['mock_s']:>9,.0f} {n / r['ingest_s']:>10,.0f} "
+            f"{n / r['a_s']:>9,.0f} {n / r['b0_s']:>11,.0f} {n / r['b_s']:>10,.0f} "
+            f"{n / r['c_s']:>10,.0f} {r['a_s'] / r['c_s']:>5.2f} {r['b0_s'] / r['c_s']:>5.2f} "
+            f"{r['b_s'] / r['c_s']:>5.2f}  {', '.join(f'{m:,.0f}' for m in r['worker_peak_mib'])}"
         )
+    print("(rows/s; (c) includes writing the HATS metadata with hats, which (b0) and (b) do not)")
+    for r in results:
+        if "c1_s" in r:
+            print(
+                f"{r['rows']:,} rows: {r['n_workers']} workers vs 1 worker: x{r['c1_s'] / r['c_s']:.2f}"
+            )
     if len(results) > 1:
         small, big = results[0], results[-1]
         ratio = max(big["worker_peak_mib"]) / max(small["worker_peak_mib"])
