@@ -42,7 +42,7 @@ from bigcat.astrometry import (
 )
 from bigcat.catalog.healpix import HEALPIX29, pixel_at_order
 from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
-from bigcat.catalog.store import Catalog, finalize_catalog, read_table_checked
+from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
 from bigcat.errors import InputError
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -50,7 +50,11 @@ from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import BAND_MAG_COLUMN, BANDS, COLOUR_FEATURE_COLUMNS
-from bigcat.stages.partitions import map_partitions_to_files
+from bigcat.stages.partitions import (
+    finalize_stage_output,
+    map_partitions_to_files,
+    partition_counts,
+)
 from bigcat.stages.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
@@ -307,21 +311,16 @@ def run_stage1(
         k: sum(s[k] for s in summaries)
         for k in ("rows", "giants_predicted", "nn_better_than_gaia", "with_distance")
     }
-    totals["partitions"] = len(summaries)
-    totals["partitions_computed"] = sum(int(s.get("computed", True)) for s in summaries)
-    out = finalize_catalog(
+    totals.update(partition_counts(summaries))
+    out = finalize_stage_output(
         out_root,
-        [(s["order"], s["pixel"]) for s in summaries],
-        "bigcat_processed",
-        totals["rows"],
+        summaries,
         {
             "fingerprint": fp,
             "input_fingerprint": catalog.fingerprint,
             "bigcat_version": __version__,
-            "kind": "processed",
             "prior": prior.source,
         },
-        partition_rows={(s["order"], s["pixel"]): s["rows"] for s in summaries},
     )
     return out, totals
 

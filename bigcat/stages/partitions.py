@@ -24,6 +24,7 @@ from distributed import Client
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
     Catalog,
+    finalize_catalog,
     partition_path,
     read_table_checked,
     write_table_atomic,
@@ -154,3 +155,23 @@ def map_partitions_to_files(
             logger.info("Removing %s: no such partition in the input.", stale)
             stale.unlink()
     return [s for group in results for s in group]
+
+
+def partition_counts(summaries: list[dict]) -> dict:
+    """How many partitions a stage produced, and how many it computed (not reused)."""
+    return {
+        "partitions": len(summaries),
+        "partitions_computed": sum(int(s.get("computed", True)) for s in summaries),
+    }
+
+
+def finalize_stage_output(out_root: Path, summaries: list[dict], properties: dict) -> Catalog:
+    """Write the HATS metadata of a stage's output catalogue from its partition summaries."""
+    return finalize_catalog(
+        out_root,
+        [(s["order"], s["pixel"]) for s in summaries],
+        "bigcat_processed",
+        sum(s["rows"] for s in summaries),
+        {"kind": "processed", **properties},
+        partition_rows={(s["order"], s["pixel"]): s["rows"] for s in summaries},
+    )

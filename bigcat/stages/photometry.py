@@ -11,12 +11,16 @@ import pandas as pd
 from distributed import Client
 
 from bigcat import __version__
-from bigcat.catalog.store import Catalog, finalize_catalog
+from bigcat.catalog.store import Catalog
 from bigcat.config import Config
 from bigcat.photometry import run_photometry
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import QUALITY_BITS
-from bigcat.stages.partitions import map_partitions_to_files
+from bigcat.stages.partitions import (
+    finalize_stage_output,
+    map_partitions_to_files,
+    partition_counts,
+)
 
 STAGE = "photometry"
 
@@ -67,22 +71,18 @@ def run_photometry_stage(
         config.process.target_task_rows,
     )
     totals = combine_summaries(summaries)
-    out = finalize_catalog(
+    out = finalize_stage_output(
         out_root,
-        [(s["order"], s["pixel"]) for s in summaries],
-        "bigcat_processed",
-        totals["rows"],
+        summaries,
         {
             "fingerprint": fingerprint,
             "input_catalog": str(catalog.root),
             "input_fingerprint": catalog.fingerprint,
             "config": config.to_dict()["photometry"],
             "bigcat_version": __version__,
-            "kind": "processed",
             "stages": [STAGE],
             "giants_per_partition": {f"{s['order']}/{s['pixel']}": s["giants"] for s in summaries},
         },
-        partition_rows={(s["order"], s["pixel"]): s["rows"] for s in summaries},
     )
     return out, totals
 
@@ -94,14 +94,12 @@ def combine_summaries(summaries: list[dict]) -> dict:
         "quality_ok": 0,
         "giants": 0,
         "flags": {},
-        "partitions": len(summaries),
-        "partitions_computed": 0,
+        **partition_counts(summaries),
     }
     for s in summaries:
         totals["rows"] += s["rows"]
         totals["quality_ok"] += s["quality_ok"]
         totals["giants"] += s["giants"]
-        totals["partitions_computed"] += int(s.get("computed", True))
         for k, v in s["flags"].items():
             totals["flags"][k] = totals["flags"].get(k, 0) + v
     return totals
