@@ -24,31 +24,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-
-def _start_rss_sampler(dask_worker) -> None:
-    """In a worker: sample this process's RSS every 20 ms (ru_maxrss is useless here: it
-    keeps the parent's peak across fork/exec)."""
-    import threading
-
-    import psutil
-
-    state = {"peak": 0.0, "run": True}
-    proc = psutil.Process()
-
-    def loop() -> None:
-        while state["run"]:
-            state["peak"] = max(state["peak"], proc.memory_info().rss / 2**20)
-            time.sleep(0.02)
-
-    threading.Thread(target=loop, daemon=True).start()
-    dask_worker._bigcat_rss = state
-
-
-def _peak_rss_mib(dask_worker) -> float:
-    state = dask_worker._bigcat_rss
-    state["run"] = False
-    return state["peak"]
+from _rss import peak_in, rss_samples, start_rss_sampler
 
 
 def measure(rows: int, work: Path, workers: int, scaling: bool) -> dict:
@@ -120,13 +96,13 @@ def measure(rows: int, work: Path, workers: int, scaling: bool) -> dict:
     for label, n in [("c", workers)] + ([("c1", 1)] if scaling else []):
         cfg = Config(cluster=ClusterConfig(n_workers=n, dashboard_address=":0"))
         with dask_client(cfg.cluster) as client:
-            client.run(_start_rss_sampler)
+            client.run(start_rss_sampler)
             t = time.perf_counter()
             _, totals = run_photometry_stage(
                 client, catalog, work / f"processed-{label}-{rows}", cfg
             )
             out[f"{label}_s"] = time.perf_counter() - t
-            peaks = sorted(client.run(_peak_rss_mib).values())
+            peaks = sorted(peak_in(client.run(rss_samples)))
         if label == "c":
             out["worker_peak_mib"] = peaks
             out["n_workers"] = len(peaks)

@@ -18,7 +18,8 @@ _config_option = click.option(
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="TOML file of settings (sections [cluster], [ingest], [process], [photometry], [mock], [columns]).",
+    help="TOML file of settings (sections [cluster], [ingest], [process], [photometry], [mock], "
+    "[stage1], [stage2], [gradient], [vertex], [columns]).",
 )
 _scheduler_option = click.option(
     "--scheduler",
@@ -187,10 +188,20 @@ def ingest(inputs, out, nside, config_path, scheduler, n_workers):
     help="Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); "
     "default: bigcat's prior from its Galaxy model.",
 )
+@click.option(
+    "--labels",
+    "labels",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="APOGEE or LAMOST label table (Parquet/CSV/FITS, repeatable) for the [Fe/H] network. "
+    "Default: the synthetic survey's own tables when no --input is given.",
+)
 @_config_option
 @_scheduler_option
 @_workers_option
-def process(inputs, run_dir, nside, rows, seed, prior_table, config_path, scheduler, n_workers):
+def process(
+    inputs, run_dir, nside, rows, seed, prior_table, labels, config_path, scheduler, n_workers
+):
     """Run the pipeline over every partition on a Dask cluster."""
     from bigcat.pipeline import process_with_client
 
@@ -199,33 +210,71 @@ def process(inputs, run_dir, nside, rows, seed, prior_table, config_path, schedu
     config = config.replace("stage1", prior_table=prior_table)
     with _client(config) as client:
         _announce(client)
-        result = process_with_client(config, client, list(inputs) or None, run_dir)
+        result = process_with_client(
+            config, client, list(inputs) or None, run_dir, list(labels) or None
+        )
     click.echo(format_summary(result))
 
 
 @cli.command()
-@click.argument("stage", type=click.Choice(["stage1"]))
+@click.argument("stage", type=click.Choice(["stage1", "stage2"]))
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--labels",
+    "labels",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="stage2: APOGEE or LAMOST label tables (repeatable). Default: RUN_DIR/mock's tables.",
+)
 @_config_option
 @_scheduler_option
 @_workers_option
-def train(stage, run_dir, config_path, scheduler, n_workers):
+def train(stage, run_dir, labels, config_path, scheduler, n_workers):
     """Train a stage's networks alone on a run's catalogue and write the checkpoints."""
     from bigcat.catalog.store import Catalog
-    from bigcat.stages.parallax import train_or_load_stage1
 
     config = _config(config_path, scheduler, n_workers)
-    catalog = Catalog.open(Path(run_dir) / "stages" / "photometry")
+    run = Path(run_dir)
     t0 = time.perf_counter()
+    if stage == "stage1":
+        from bigcat.stages.parallax import train_or_load_stage1
+
+        catalog = Catalog.open(run / "stages" / "photometry")
+        with _client(config) as client:
+            _announce(client)
+            models, info = train_or_load_stage1(
+                client, catalog, config, run / "models" / stage, force=True
+            )
+        click.echo(
+            f"Trained {len(models)} {stage} fold models on {info['training_rows']:,} giants in "
+            f"{time.perf_counter() - t0:.1f} s (best validation losses {info['val_loss']}); "
+            f"checkpoints in {run / 'models' / stage}."
+        )
+        return
+    from bigcat.errors import InputError
+    from bigcat.stages.metallicity import train_or_load_stage2
+
+    label_paths = [str(x) for x in labels] or [
+        str(run / "mock" / t) for t in ("apogee.parquet", "lamost.parquet")
+    ]
+    missing = [x for x in label_paths if not Path(x).exists()]
+    if missing:
+        raise InputError(
+            f"No label tables: {', '.join(missing)} not found. Give APOGEE / LAMOST tables "
+            "with --labels (the synthetic survey's own are used only for a mock run)."
+        )
+    catalog = Catalog.open(run / "stages" / "stage1")
     with _client(config) as client:
         _announce(client)
-        models, info = train_or_load_stage1(
-            client, catalog, config, Path(run_dir) / "models" / stage, force=True
+        _, _, info = train_or_load_stage2(
+            client, catalog, label_paths, config, run / "models" / stage, force=True
         )
     click.echo(
-        f"Trained {len(models)} {stage} fold models on {info['training_rows']:,} giants in "
-        f"{time.perf_counter() - t0:.1f} s (best validation losses {info['val_loss']}); "
-        f"checkpoints in {Path(run_dir) / 'models' / stage}."
+        f"Trained the [Fe/H] network on {info['train']:,} labelled giants "
+        f"({info['validation']:,} validation) in {time.perf_counter() - t0:.1f} s; validation "
+        f"robust scatter {info['validation_robust_scatter']:.3f} dex, pull std "
+        f"{info['validation_pull_std_core']:.2f} (-1.5 < [Fe/H] < 0.5); checkpoint and "
+        f"validation products in {run / 'models' / stage}."
     )
 
 
@@ -247,11 +296,52 @@ def format_summary(result) -> str:
         f"below Gaia's for {result.stage1['nn_better_than_gaia']:,} "
         f"({100 * result.stage1['nn_better_than_gaia'] / max(result.stage1['giants_predicted'], 1):.1f}%); "
         f"{result.stage1['with_distance']:,} distances",
+        _stage2_line(result),
+        *_analysis_lines(result),
         f"  time {result.log.info.get('seconds', 0):.1f} s; per stage: "
         + ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in result.log.stages),
         f"  output: {result.catalog.root}  (run log: {result.run_dir / 'run.log'})",
     ]
     return "\n".join(lines)
+
+
+def _stage2_line(result) -> str:
+    s2, fin = result.stage2, result.final
+    if "skipped" in s2:
+        head = f"  stage 2: skipped ({s2['skipped']}); "
+    elif "train" in s2:
+        head = (
+            f"  stage 2: {s2['labelled_giants']:,} labelled giants ({s2['train']:,} train); "
+            f"validation scatter {s2['validation_robust_scatter']:.3f} dex; "
+        )
+    else:
+        head = "  stage 2: saved model; "
+    return (
+        head + f"{fin.get('with_feh', 0):,} [Fe/H] ({fin.get('feh_extrapolated', 0):,} "
+        f"extrapolated); {fin.get('with_position', 0):,} positions, "
+        f"{fin.get('with_velocity', 0):,} velocities"
+    )
+
+
+def _analysis_lines(result) -> list[str]:
+    a = result.analyses
+    if not a or "skipped" in a:
+        return [f"  analyses: skipped ({a.get('skipped', 'not run')})"] if a else []
+    g, v = a.get("gradient", {}), a.get("vertex", {})
+    lines = []
+    if g.get("slope_dex_per_kpc") is not None:
+        lines.append(
+            f"  gradient: {g['slope_dex_per_kpc']:+.3f} +/- {g['slope_error']:.3f} dex/kpc "
+            f"({g['n_stars']:,} bulge giants, {g['partitions_read']:,} partitions read)"
+        )
+    if v.get("metal_rich_fitted_deg") is not None:
+        lines.append(
+            f"  vertex: metal-rich {v['metal_rich_fitted_deg']:+.1f} +/- "
+            f"{v['metal_rich_fitted_err_deg']:.1f} deg (fitted; {v['n_stars']:,} stars)"
+        )
+    else:
+        lines.append("  vertex: too few stars in the metal-rich sample to fit")
+    return lines
 
 
 def main() -> None:
@@ -270,3 +360,189 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; run the same command again to resume.", err=True)
         sys.exit(130)
+
+
+# --------------------------------------------------------------------------------------------
+# bigcat analyze gradient|vertex RUN_DIR  (paper Section 5; bigcat/stages/analyze.py)
+
+
+@cli.group()
+def analyze() -> None:
+    """Section 5 analyses of a processed run: the bulge's vertical [Fe/H] gradient, the bar's
+    vertex deviation. Results go to RUN_DIR/analysis/ (JSON, figures, Table 3)."""
+
+
+_analysis_out_option = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for the JSON, figures and tables [RUN_DIR/analysis].",
+)
+_full_scan_option = click.option(
+    "--full-scan",
+    is_flag=True,
+    help="Read every partition instead of only those the sky region can reach (for comparison).",
+)
+_no_figures_option = click.option(
+    "--no-figures", is_flag=True, help="Write the JSON only (no PNG figures or tables)."
+)
+_analysis_seed_option = click.option(
+    "--seed", type=int, default=None, help="Seed of the bootstrap / emcee [process.seed]."
+)
+
+
+def _analysis_settings(config: Config, seed, no_figures, gradient=None, vertex=None):
+    import dataclasses
+
+    from bigcat.stages.analyze import AnalysisParams, analysis_params
+
+    params = analysis_params(config)
+    return AnalysisParams(
+        gradient=dataclasses.replace(params.gradient, **(gradient or {})),
+        vertex=dataclasses.replace(params.vertex, **(vertex or {})),
+        seed=params.seed if seed is None else seed,
+        region_refine=params.region_refine,
+        figures=not no_figures,
+    )
+
+
+@analyze.command("gradient")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--bootstrap", type=int, default=None, help="Bootstrap resamples of the slope error [300]."
+)
+@_analysis_out_option
+@_full_scan_option
+@_no_figures_option
+@_analysis_seed_option
+@_config_option
+@_scheduler_option
+@_workers_option
+def analyze_gradient(
+    run_dir, bootstrap, out_dir, full_scan, no_figures, seed, config_path, scheduler, n_workers
+):
+    """Vertical metallicity gradient of the bulge (R < 2.5 kpc): gradient.json and Fig. 11."""
+    from bigcat.stages.analyze import open_analysis_catalog, run_gradient
+
+    config = _config(config_path, scheduler, n_workers)
+    open_analysis_catalog(run_dir, "gradient")  # fail before starting a cluster
+    gradient = {"n_bootstrap": bootstrap} if bootstrap is not None else None
+    params = _analysis_settings(config, seed, no_figures, gradient=gradient)
+    with _client(config) as client:
+        _announce(client)
+        out = run_gradient(
+            client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
+        )
+    peak = out.get("peak") or {}
+    peak_text = (
+        f"; median peaks at |Z| = {1000 * peak['abs_z_kpc']:.0f} pc, {peak['feh']:.3f} dex"
+        if peak.get("abs_z_kpc") is not None
+        else ""
+    )
+    slope, err = out.get("slope_dex_per_kpc"), out.get("slope_error")
+    slope_text = (
+        f"{slope:.4f} +/- {err:.4f} dex/kpc"
+        if slope is not None and err is not None
+        else "n/a dex/kpc"
+    )
+    truth = out.get("truth") or {}
+    truth_text = (
+        f" (injected {truth['slope_dex_per_kpc']})"
+        if truth.get("slope_dex_per_kpc") is not None
+        else ""
+    )
+    lo, hi = out["z_range_kpc"]
+    click.echo(
+        f"bigcat analyze gradient: {slope_text}{truth_text} over {lo} <= |Z| <= {hi} kpc from "
+        f"{out['n_stars']:,} stars{peak_text}.\n  read {out['partitions_read']:,} of "
+        f"{out['partitions_total']:,} partitions in {out['seconds']:.1f} s; "
+        f"output {out['files']['json']}"
+    )
+
+
+@analyze.command("vertex")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--walkers", type=int, default=None, help="emcee walkers per fit [48].")
+@click.option("--burn", type=int, default=None, help="emcee burn-in steps [1500].")
+@click.option("--steps", type=int, default=None, help="emcee production steps [3000].")
+@_analysis_out_option
+@_full_scan_option
+@_no_figures_option
+@_analysis_seed_option
+@_config_option
+@_scheduler_option
+@_workers_option
+def analyze_vertex_cmd(
+    run_dir,
+    walkers,
+    burn,
+    steps,
+    out_dir,
+    full_scan,
+    no_figures,
+    seed,
+    config_path,
+    scheduler,
+    n_workers,
+):
+    """Vertex deviation of the bar per [Fe/H] sample: vertex.json, Fig. 12, 13 and Table 3."""
+    from bigcat.stages.analyze import open_analysis_catalog, run_vertex
+
+    config = _config(config_path, scheduler, n_workers)
+    open_analysis_catalog(run_dir, "vertex")  # fail before starting a cluster
+    vertex = {
+        k: v for k, v in {"n_walkers": walkers, "n_burn": burn, "n_steps": steps}.items() if v
+    }
+    params = _analysis_settings(config, seed, no_figures, vertex=vertex)
+    with _client(config) as client:
+        _announce(client)
+        out = run_vertex(
+            client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
+        )
+    lines = [
+        f"bigcat analyze vertex: {out['n_stars_selected']:,} stars selected; read "
+        f"{out['partitions_read']:,} of {out['partitions_total']:,} partitions; "
+        f"{out['seconds']:.1f} s",
+    ]
+    for row in out.get("table3", []):
+        angle, err = row["vertex_deg"], row["vertex_err_deg"]
+        value = f"{angle:.2f} +/- {err:.2f} deg" if angle is not None else "not fitted"
+        lines.append(
+            f"  {row['sample']:<10} {row['variant']:<6} ({row['feh_range']}, n = {row['n_stars']:,}): {value}"
+        )
+    lines.append(f"  output {out['files']['json']}")
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Aggregate the catalogue on this Dask scheduler (default: in this process).",
+)
+@click.option(
+    "--workers",
+    "n_workers",
+    type=int,
+    default=None,
+    help="Aggregate on an embedded local cluster of this many workers (default: in this process).",
+)
+@_config_option
+def report(run_dir, scheduler, n_workers, config_path):
+    """Write RUN_DIR/report.html: Tables 1-3, the paper's figures, sky maps and provenance."""
+    from bigcat.report import build_report
+
+    t0 = time.perf_counter()
+    if scheduler or n_workers:
+        config = _config(config_path, scheduler, n_workers)
+        with _client(config) as client:
+            _announce(client)
+            path = build_report(run_dir, client)
+    else:
+        path = build_report(run_dir)
+    click.echo(
+        f"Report: {path} ({time.perf_counter() - t0:.1f} s; figures in {path.parent / 'report'})"
+    )

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bigcat.analysis.gradient import GradientParams
+from bigcat.analysis.mixture import MixturePrior
+from bigcat.analysis.vertex import VertexParams
 from bigcat.catalog.healpix import order_from_nside
 from bigcat.errors import ConfigError, did_you_mean
 from bigcat.mock.params import MockParams
@@ -137,11 +140,17 @@ class ProcessConfig:
         Rows of the synthetic survey made when ``bigcat process`` is given no input.
     seed
         Seed of every random stream (keyed by stage and pixel).
+    analyses
+        Run `bigcat analyze gradient` and `vertex` at the end of `bigcat process`.
+    report
+        Write report.html at the end of `bigcat process`.
     """
 
     target_task_rows: int = 60_000
     default_mock_rows: int = 200_000
     seed: int = 42
+    analyses: bool = True
+    report: bool = True
 
     def __post_init__(self) -> None:
         if self.target_task_rows < 1:
@@ -198,6 +207,52 @@ class Stage1Config:
 
 
 @dataclass(frozen=True)
+class Stage2Config:
+    """Stage 2: [Fe/H] from spectroscopic labels (METHOD.md section 5).
+
+    Attributes
+    ----------
+    c_weight
+        C of the training weight W = |[Fe/H]| + C (eq. 11); large C = unweighted.
+    mc_passes
+        Monte-Carlo dropout passes per prediction.
+    max_epochs, patience, batch_size, learning_rate
+        Training settings (Adam, early stopping on the validation split).
+    validation_fraction
+        Labelled giants held out for validation (paper: 0.15), chosen by hashed source_id.
+    match_radius_arcsec
+        Positional match radius for labels without a Gaia source id.
+    min_labels
+        Fewer matched labelled giants than this is an error (the network would not train).
+    """
+
+    c_weight: float = 0.5
+    mc_passes: int = 50
+    max_epochs: int = 200
+    patience: int = 15
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.15
+    match_radius_arcsec: float = 1.0
+    min_labels: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("mc_passes", "max_epochs", "patience", "batch_size", "min_labels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"stage2.{name} = {getattr(self, name)}: too small.")
+        if not self.c_weight > 0:
+            raise ConfigError(f"stage2.c_weight = {self.c_weight}: must be positive.")
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(
+                f"stage2.validation_fraction = {self.validation_fraction}: must be in (0, 1)."
+            )
+        if not self.match_radius_arcsec > 0:
+            raise ConfigError(
+                f"stage2.match_radius_arcsec = {self.match_radius_arcsec}: must be positive."
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """All of bigcat's settings."""
 
@@ -207,6 +262,9 @@ class Config:
     photometry: PhotometryParams = field(default_factory=PhotometryParams)
     mock: MockParams = field(default_factory=MockParams)
     stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    gradient: GradientParams = field(default_factory=GradientParams)
+    vertex: VertexParams = field(default_factory=VertexParams)
     columns: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -244,6 +302,9 @@ _SECTIONS = {
     "photometry": PhotometryParams,
     "mock": MockParams,
     "stage1": Stage1Config,
+    "stage2": Stage2Config,
+    "gradient": GradientParams,
+    "vertex": VertexParams,
 }
 
 
@@ -255,6 +316,11 @@ def _build_section(name: str, cls: type, values: dict[str, Any], source: str) ->
                 f"{source}: [{name}] has no setting '{key}'.{did_you_mean(key, names)} "
                 f"Settings of [{name}]: {', '.join(names)}."
             )
+    if cls is VertexParams and isinstance(values.get("prior"), dict):
+        values = {
+            **values,
+            "prior": _build_section("vertex.prior", MixturePrior, values["prior"], source),
+        }
     try:
         return cls(**values)
     except TypeError as exc:

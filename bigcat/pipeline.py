@@ -5,8 +5,10 @@ A run directory holds (SCHEMA.md)::
     RUN_DIR/mock/          the synthetic survey, when no input was given
     RUN_DIR/input/         the ingested input catalogue, when raw files were given
     RUN_DIR/stages/photometry/  the photometry stage's catalogue (HATS layout)
+    RUN_DIR/stages/stage1/ the stage-1 catalogue (parallaxes, distances, absolute magnitudes)
     RUN_DIR/models/stage1/ the stage-1 fold models (state dict + JSON sidecar each)
-    RUN_DIR/catalog/       the processed catalogue (HATS layout): the last stage's output
+    RUN_DIR/models/stage2/ the [Fe/H] model, its validation products and the label report
+    RUN_DIR/catalog/       the processed catalogue (HATS layout): [Fe/H] and kinematics added
     RUN_DIR/run.log        log lines of every run in this directory
     RUN_DIR/run.json       the last run: config, cluster, per-stage timings and row counts
 """
@@ -30,6 +32,12 @@ from bigcat.catalog.ingest import ingest
 from bigcat.catalog.store import Catalog
 from bigcat.cluster import dask_client, describe_cluster
 from bigcat.config import Config
+from bigcat.stages.metallicity import (
+    TooFewLabelsError,
+    load_stage2_model,
+    run_final,
+    train_or_load_stage2,
+)
 from bigcat.stages.mock import make_mock
 from bigcat.stages.parallax import load_prior, run_stage1, train_or_load_stage1
 from bigcat.stages.photometry import run_photometry_stage
@@ -48,7 +56,7 @@ class RunLog:
     @contextmanager
     def stage(self, name: str) -> Iterator[dict]:
         """Time a stage; the yielded dict collects its row counts."""
-        record: dict = {"stage": name}
+        record: dict = {"stage": name, "started_at": round(time.time(), 3)}
         t0 = time.perf_counter()
         logger.info("stage %s: started", name)
         yield record
@@ -58,7 +66,7 @@ class RunLog:
             "stage %s: %.1f s %s",
             name,
             record["seconds"],
-            {k: v for k, v in record.items() if k not in ("stage", "seconds")},
+            {k: v for k, v in record.items() if k not in ("stage", "seconds", "started_at")},
         )
         self.save()
 
@@ -102,6 +110,9 @@ class RunResult:
     log: RunLog
     photometry: dict
     stage1: dict
+    stage2: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)
+    analyses: dict = field(default_factory=dict)
 
 
 def process_with_client(
@@ -109,11 +120,19 @@ def process_with_client(
     client: Client,
     inputs: list[str] | None = None,
     run_dir: str | Path = "bigcat-run",
+    labels: list[str] | None = None,
 ) -> RunResult:
-    """Run every stage of `bigcat process` on an existing Dask client."""
+    """Run every stage of `bigcat process` on an existing Dask client.
+
+    ``labels``: APOGEE / LAMOST tables for stage 2 (the synthetic survey's own when no input
+    is given). Without labels a stage-2 model saved in RUN_DIR/models/stage2 is used; without
+    either, [Fe/H] is NaN (and the summary says so) while the kinematics are still computed.
+    """
     # absolute paths: tasks may run on workers started from other directories
     run_dir = Path(run_dir).resolve()
     inputs = [str(Path(i).resolve()) for i in inputs] if inputs else None
+    label_paths = [str(Path(x).resolve()) for x in labels] if labels else None
+    mock_labels = False
     t0 = time.perf_counter()
     with run_log_file(run_dir):
         log = RunLog(run_dir)
@@ -136,6 +155,10 @@ def process_with_client(
                 rec["rows"] = summary["rows"]
             inputs = [str(mock_dir / "photometry.parquet")]
             log.info["inputs"] = inputs
+            if label_paths is None:
+                label_paths = [str(mock_dir / "apogee.parquet"), str(mock_dir / "lamost.parquet")]
+                mock_labels = True
+        log.info["labels"] = list(label_paths or [])
         if len(inputs) == 1 and is_catalog(Path(inputs[0])):
             catalog = Catalog.open(inputs[0])
         else:
@@ -152,10 +175,10 @@ def process_with_client(
             models, info = train_or_load_stage1(client, phot, config, run_dir / "models" / "stage1")
             rec.update(info)
         with log.stage("stage1") as rec:
-            out, stage1 = run_stage1(
+            stage1_cat, stage1 = run_stage1(
                 client,
                 phot,
-                run_dir / "catalog",
+                run_dir / "stages" / "stage1",
                 models,
                 load_prior(config),
                 config.stage1.mc_passes,
@@ -171,15 +194,114 @@ def process_with_client(
                 ),
             )
             rec.update(stage1)
+        models2 = run_dir / "models" / "stage2"
+        stage2: dict = {}
+        feh_model = None
+        label_range = (float("nan"), float("nan"))
+        if label_paths:
+            with log.stage("stage2-train") as rec:
+                try:
+                    feh_model, label_range, stage2 = train_or_load_stage2(
+                        client, stage1_cat, label_paths, config, models2
+                    )
+                except TooFewLabelsError as exc:
+                    if not mock_labels:
+                        raise
+                    # a small synthetic survey: say so, and go on without [Fe/H]
+                    stage2 = {"skipped": "too few labelled giants in the synthetic survey"}
+                    logger.warning("stage 2 skipped: %s", exc)
+                rec.update(stage2)
+        elif (models2 / "model.json").exists():
+            feh_model, label_range = load_stage2_model(models2)
+            stage2 = {"models_reused": True, "label_range": list(label_range)}
+            logger.info("stage 2: no labels given; using the saved model in %s", models2)
+        else:
+            stage2 = {"skipped": "no label tables (--labels) and no saved stage-2 model"}
+            logger.warning(
+                "stage 2 skipped: no label tables were given (--labels) and %s holds no model; "
+                "[Fe/H] columns will be NaN.",
+                models2,
+            )
+        with log.stage("stage2") as rec:
+            out, final = run_final(
+                client,
+                stage1_cat,
+                run_dir / "catalog",
+                feh_model,
+                label_range,
+                config.stage2.mc_passes,
+                config.process.seed,
+                config.process.target_task_rows,
+                extra_fingerprint=json.dumps(
+                    {"config": config.to_dict()["stage2"], "seed": config.process.seed},
+                    sort_keys=True,
+                ),
+            )
+            rec.update({k: v for k, v in final.items() if k != "table2"})
+        log.info["table2"] = final["table2"]
+        analyses = run_analyses(client, config, run_dir, log, final)
         log.info["seconds"] = round(time.perf_counter() - t0, 3)
         log.info["output"] = str(out.root)
         log.save()
-    return RunResult(run_dir=run_dir, catalog=out, log=log, photometry=totals, stage1=stage1)
+        if config.process.report:
+            from bigcat.report import build_report
+
+            with log.stage("report") as rec:
+                rec["path"] = str(build_report(run_dir, client))
+            log.info["seconds"] = round(time.perf_counter() - t0, 3)
+            log.save()
+    return RunResult(
+        run_dir=run_dir,
+        catalog=out,
+        log=log,
+        photometry=totals,
+        stage1=stage1,
+        stage2=stage2,
+        final=final,
+        analyses=analyses,
+    )
+
+
+def run_analyses(client: Client, config: Config, run_dir: Path, log: RunLog, final: dict) -> dict:
+    """`bigcat analyze gradient` and `vertex` on the processed catalogue (when enabled)."""
+    from bigcat.stages.analyze import run_gradient, run_vertex
+
+    if not config.process.analyses:
+        return {"skipped": "process.analyses = false"}
+    if not final.get("with_feh"):
+        logger.warning("analyses skipped: the catalogue has no [Fe/H] (stage 2 did not run)")
+        return {"skipped": "no [Fe/H] in the catalogue"}
+    results: dict = {}
+    with log.stage("analyze-gradient") as rec:
+        g = run_gradient(client, run_dir, config)
+        rec.update(
+            {
+                k: g.get(k)
+                for k in ("n_stars", "slope_dex_per_kpc", "slope_error", "partitions_read")
+            }
+        )
+        results["gradient"] = rec
+    with log.stage("analyze-vertex") as rec:
+        v = run_vertex(client, run_dir, config)
+        rich = v.get("samples", {}).get("metal_rich", {}).get("fitted", {})
+        rec.update(
+            {
+                "metal_rich_fitted_deg": rich.get("vertex_deg"),
+                "metal_rich_fitted_err_deg": rich.get("vertex_err_deg"),
+                "n_stars": rich.get("n_stars"),
+                "partitions_read": v.get("partitions_read"),
+            }
+        )
+        results["vertex"] = rec
+    return results
 
 
 def process(
-    config: Config, inputs: list[str] | None = None, run_dir: str | Path = "bigcat-run"
+    config: Config,
+    inputs: list[str] | None = None,
+    run_dir: str | Path = "bigcat-run",
+    labels: list[str] | None = None,
 ) -> RunResult:
     """`bigcat process`: start (or connect to) the cluster named by ``config`` and run."""
     with dask_client(config.cluster) as client:
-        return process_with_client(config, client, inputs, run_dir)
+        return process_with_client(config, client, inputs, run_dir, labels)

@@ -59,3 +59,26 @@ def make_input_table(n: int, seed: int = 0, first_id: int = 1) -> pd.DataFrame:
 def input_table():
     """Factory for seeded input tables."""
     return make_input_table
+
+
+#: Keys of every gradient result (``analyze_gradient`` and gradient.json).
+GRADIENT_KEYS = (
+    "slope_dex_per_kpc",
+    "slope_error",
+    "n_stars",
+    "z_range_kpc",
+    "binned_abs_z",
+    "binned_z",
+    "peak",
+)
+
+
+@pytest.fixture
+def assert_gradient_keys():
+    """Check that a gradient result holds ``GRADIENT_KEYS`` and the ``extra`` keys given."""
+
+    def check(result: dict, *extra: str) -> None:
+        for key in (*GRADIENT_KEYS, *extra):
+            assert key in result, key
+
+    return check

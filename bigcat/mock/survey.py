@@ -24,6 +24,8 @@ MAX_CHUNK = 2**13
 MAX_ROWS = 2**22
 _MAX_BATCH = 1_000_000
 _MAX_ITER = 200
+#: true G beyond the limit by more than this: never detected (mag)
+_UNDETECTED_MARGIN = 1.0
 _PREFILTER_MARGIN = 0.5
 _BAND_LIMIT = {"j": "j_max", "h": "h_max", "ks": "ks_max", "w1": "w1_max", "w2": "w2_max"}
 INT_COLUMNS = ("source_id", "astrometric_params_solved", "w1_flags", "w2_flags")
@@ -84,6 +86,10 @@ def _candidates(
     for b in ("w1", "w2"):
         err[b] = observe.mag_error_unwise(obs[b], observe.UNWISE_REF[b])
     sel = (obs["g"] > params.g_min) & (obs["g"] < params.g_max)
+    # a source far below the detection limit is not detected, whatever its error draw: without
+    # this, stars behind ~20 mag of bulge dust (true G ~ 30, sigma_G ~ 20 mag) scattered into
+    # the sample with absurd BP/RP magnitudes
+    sel &= app["g"] < params.g_max + _UNDETECTED_MARGIN
     for band, lim in _BAND_LIMIT.items():
         sel &= obs[band] < getattr(params, lim)
     s = np.flatnonzero(sel)

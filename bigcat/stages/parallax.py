@@ -21,7 +21,6 @@ never on the partitioning or the number of workers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ from bigcat.stages.partitions import (
     finalize_stage_output,
     map_partitions_to_files,
     partition_counts,
+    stage_fingerprint,
+    table_fingerprint,
 )
 from bigcat.stages.tasks import run_tasks
 
@@ -290,12 +291,7 @@ def run_stage1(
     """Inference over every partition (models broadcast once) into ``out_root``."""
     params = Stage1Params(tuple(models), prior, n_passes, seed, len(models))
     [shared] = client.scatter([params], broadcast=True)
-    fp = hashlib.sha256(
-        json.dumps(
-            {"input": catalog.fingerprint, "extra": extra_fingerprint, "version": __version__},
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:24]
+    fp = stage_fingerprint(catalog, extra=extra_fingerprint)
     summaries = map_partitions_to_files(
         client,
         catalog,
@@ -338,10 +334,7 @@ def train_config(config: Config) -> TrainConfig:
     )
 
 
-def sample_fingerprint(table: pd.DataFrame) -> str:
-    """Identity of a training table (content hash)."""
-    rows = pd.util.hash_pandas_object(table, index=False).to_numpy()
-    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+sample_fingerprint = table_fingerprint
 
 
 def load_models_if_current(

@@ -10,6 +10,7 @@ settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -155,6 +156,25 @@ def map_partitions_to_files(
             logger.info("Removing %s: no such partition in the input.", stale)
             stale.unlink()
     return [s for group in results for s in group]
+
+
+def stage_fingerprint(catalog: Catalog, **parts: Any) -> str:
+    """What decides whether a stage's output partition can be reused: its input catalogue,
+    bigcat's version and ``parts`` (models, settings, seeds), hashed."""
+    from bigcat import __version__
+
+    blob = json.dumps(
+        {"input": catalog.fingerprint, "version": __version__, **parts},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def table_fingerprint(table: pd.DataFrame) -> str:
+    """Identity of a gathered training table (content hash)."""
+    rows = pd.util.hash_pandas_object(table, index=False).to_numpy()
+    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
 
 
 def partition_counts(summaries: list[dict]) -> dict:

@@ -47,9 +47,17 @@ def run_tasks(
     if not tasks:
         return []
     token = uuid.uuid4().hex[:8]
+    # names must give distinct keys (a repeated key would silently share one result):
+    # partitions of different orders can have the same pixel number
+    seen: dict[str, int] = {}
+    keys = []
+    for name, _ in tasks:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        keys.append(f"{name}-{token}" if k == 0 else f"{name}-{k}-{token}")
     futures = [
-        client.submit(func, *args, key=f"{name}-{token}", pure=False, **common)
-        for name, args in tasks
+        client.submit(func, *args, key=key, pure=False, **common)
+        for key, (_, args) in zip(keys, tasks, strict=True)
     ]
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)

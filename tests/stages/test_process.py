@@ -13,8 +13,9 @@ import pyarrow.dataset as ds
 import pytest
 from distributed import Client, LocalCluster
 
+from bigcat.analysis.vertex import VertexParams
 from bigcat.catalog.store import Catalog
-from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config
+from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config, Stage2Config
 from bigcat.mock import MockParams
 from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
 from bigcat.photometry.params import PhotometryParams
@@ -27,7 +28,12 @@ CONFIG = Config(
     process=ProcessConfig(default_mock_rows=ROWS, target_task_rows=3_000),
     mock=MockParams(seed=7),
     stage1=Stage1Config(max_epochs=4, patience=2, mc_passes=10, training_cap=6_000),
+    stage2=Stage2Config(max_epochs=30, patience=5, mc_passes=10),
+    vertex=VertexParams(n_burn=20, n_steps=40),
 )
+
+#: the other runs of these tests skip the analyses and the report (tested on the main run)
+LIGHT = CONFIG.replace("process", analyses=False, report=False)
 
 
 def _read_dataset(path) -> pd.DataFrame:
@@ -60,8 +66,25 @@ def test_process_makes_processed_hats_catalogue(run):
         "photometry",
         "stage1-train",
         "stage1",
+        "stage2-train",
+        "stage2",
+        "analyze-gradient",
+        "analyze-vertex",
+        "report",
     ]
+    for name in ("gradient.json", "vertex.json"):
+        assert (run.run_dir / "analysis" / name).exists(), name
+    assert (run.run_dir / "report.html").exists()
     assert len(list((run.run_dir / "models" / "stage1").glob("fold*.pt"))) == 8
+    for name in ("model.pt", "model.json", "validation.json", "labels_report.json"):
+        assert (run.run_dir / "models" / "stage2" / name).exists(), name
+    for col in ("feh", "feh_error", "feh_extrapolated", "x_gc", "vx_gc", "v_cov_xy"):
+        assert col in cat.columns, col
+    giants = cat[cat["is_giant"]]
+    assert giants["feh"].notna().all() and cat.loc[~cat["is_giant"], "feh"].isna().all()
+    assert run.final["with_feh"] == len(giants)
+    assert run.stage2["labels"]["read"] > run.stage2["labelled_giants"] >= 200
+    assert log["table2"][-1]["n_stars"] == len(giants)
     assert log["cluster"]["n_workers"] == 2
     assert "stage photometry" in (run.run_dir / "run.log").read_text()
 
@@ -86,19 +109,21 @@ def test_rerun_reuses_partitions_and_changed_config_recomputes(run, client):
     assert again.stage1["partitions_computed"] == 0
     train_log = [s for s in again.log.stages if s["stage"] == "stage1-train"][0]
     assert train_log["models_reused"] is True
+    assert again.stage2["models_reused"] is True
+    assert again.final["partitions_computed"] == 0
     assert before == {p: p.stat().st_mtime_ns for p in files}
-    stricter = CONFIG.replace("photometry", max_ruwe=1.2)
+    stricter = LIGHT.replace("photometry", max_ruwe=1.2)
     changed = process_with_client(stricter, client, None, run.run_dir)
     assert changed.photometry["partitions_computed"] == changed.photometry["partitions"]
     assert changed.photometry["flags"]["ruwe"] > run.photometry["flags"]["ruwe"]
     # and back: the original settings are recomputed, not mixed with the stricter ones
-    back = process_with_client(CONFIG, client, None, run.run_dir)
+    back = process_with_client(LIGHT, client, None, run.run_dir)
     assert back.photometry["flags"] == run.photometry["flags"]
 
 
 def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
     """Same seed and config on 1 worker with other task sizes: identical survey and output."""
-    config = CONFIG.replace("process", target_task_rows=500).replace("cluster", n_workers=1)
+    config = LIGHT.replace("process", target_task_rows=500).replace("cluster", n_workers=1)
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
@@ -120,9 +145,9 @@ def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
 def test_process_on_user_files_and_catalogue(run, client, tmp_path):
     """--input raw files is ingested first; --input CATALOG is used as it is."""
     raw = run.run_dir / "mock" / "photometry.parquet"
-    via_files = process_with_client(CONFIG, client, [str(raw)], tmp_path / "files")
+    via_files = process_with_client(LIGHT, client, [str(raw)], tmp_path / "files")
     assert (tmp_path / "files" / "input" / "partition_info.csv").exists()
-    via_cat = process_with_client(CONFIG, client, [str(run.run_dir / "input")], tmp_path / "cat")
+    via_cat = process_with_client(LIGHT, client, [str(run.run_dir / "input")], tmp_path / "cat")
     assert not (tmp_path / "cat" / "input").exists()
     assert (
         via_files.photometry["giants"] == via_cat.photometry["giants"] == run.photometry["giants"]
@@ -206,3 +231,32 @@ def test_photometry_params_roundtrip_in_config():
     cfg = CONFIG.replace("photometry", max_ruwe=1.3)
     assert isinstance(cfg.photometry, PhotometryParams) and cfg.photometry.max_ruwe == 1.3
     assert cfg.section_hash("photometry") != CONFIG.section_hash("photometry")
+
+
+def test_cli_train_stage2_retrains_from_the_run(run, tmp_path):
+    sidecar = run.run_dir / "models" / "stage2" / "model.json"
+    before = json.loads(sidecar.read_text())
+    cfg = tmp_path / "bigcat.toml"
+    cfg.write_text("[stage2]\nmax_epochs = 5\nmc_passes = 5\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigcat",
+            "train",
+            "stage2",
+            str(run.run_dir),
+            "--config",
+            str(cfg),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Trained the [Fe/H] network on" in proc.stdout
+    after = json.loads(sidecar.read_text())
+    assert after["config"]["max_epochs"] == 5 and before["config"]["max_epochs"] == 30
+    assert after["extra"]["n_train"] == before["extra"]["n_train"]

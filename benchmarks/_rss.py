@@ -1,0 +1,49 @@
+"""Worker memory sampling for the benchmarks: each Dask worker samples its own RSS.
+
+``client.run(start_rss_sampler)`` starts a thread in every worker recording (time, RSS MiB)
+every 50 ms (ru_maxrss is useless here: it keeps the parent's peak across fork/exec);
+``client.run(rss_samples)`` stops it and returns the samples; ``peak_in`` reduces them to the
+peak of each worker within a time window.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import cloudpickle
+
+# the workers cannot import this script-side module: send its functions by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def start_rss_sampler(dask_worker) -> None:
+    """In a worker: record (time, RSS MiB) every 50 ms until ``rss_samples`` is called."""
+    import threading
+
+    import psutil
+
+    state: dict = {"samples": [], "run": True}
+    proc = psutil.Process()
+
+    def loop() -> None:
+        while state["run"]:
+            state["samples"].append((time.time(), proc.memory_info().rss / 2**20))
+            time.sleep(0.05)
+
+    threading.Thread(target=loop, daemon=True).start()
+    dask_worker._bigcat_rss = state
+
+
+def rss_samples(dask_worker) -> list:
+    """In a worker: stop sampling; the (time, RSS MiB) samples."""
+    state = dask_worker._bigcat_rss
+    state["run"] = False
+    return state["samples"]
+
+
+def peak_in(samples: dict, start: float = 0.0, end: float = float("inf")) -> list[float]:
+    """Peak RSS (MiB) of each worker between ``start`` and ``end`` (unix seconds)."""
+    return [
+        max((r for t, r in s if start <= t <= end), default=float("nan")) for s in samples.values()
+    ]

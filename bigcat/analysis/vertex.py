@@ -1,0 +1,497 @@
+"""Vertex deviation of the bar (METHOD.md section 8, paper Section 5.2): selection, metallicity
+samples, and the emcee fit of the two-component mixture (``bigcat.analysis.mixture``).
+
+Kernels only: pandas/numpy in, dicts out; no Dask, no files. A stage maps ``vertex_samples``
+over the partitions of the processed catalogue, concatenates the (few thousand) selected rows
+and calls ``analyze_vertex``, whose result is ``vertex.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bigcat.analysis.mixture import (
+    VARIANTS,
+    MixturePosterior,
+    MixturePrior,
+    error_covariance,
+    initial_theta,
+    n_params,
+    unpack,
+    vertex_angle_deg,
+)
+from bigcat.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
+
+#: SCHEMA.md output columns the selection and the fit read.
+VELOCITY_COLUMNS = ["vx_gc", "vy_gc", "vz_gc", "vx_gc_error", "vy_gc_error", "vz_gc_error"] + [
+    "v_cov_xy",
+    "v_cov_xz",
+    "v_cov_yz",
+]
+SELECTION_COLUMNS = (
+    ["ra", "dec", "distance_pc", "distance_pc_p16", "distance_pc_p84", "feh", "feh_error"]
+    + ["y_gc_error", "z_gc_error", "radial_velocity"]
+    + VELOCITY_COLUMNS
+)
+
+
+@dataclass(frozen=True)
+class VertexParams:
+    """Settings of the vertex-deviation analysis; defaults follow the paper (Section 5.2).
+
+    Attributes
+    ----------
+    max_abs_l_deg : float
+        Sample box half-width in Galactic longitude (deg).
+    max_abs_b_deg : float
+        Sample box half-height in Galactic latitude (deg).
+    min_distance_kpc, max_distance_kpc : float
+        Open distance interval of the sample (kpc), on ``distance_pc``.
+    max_distance_sigma_kpc : float
+        Upper limit on (distance_pc_p84 - distance_pc_p16) / 2 (kpc).
+    max_feh_error : float
+        Upper limit on ``feh_error`` (dex).
+    max_velocity_sigma_kms : float
+        Upper limit on each of vx/vy/vz_gc_error (km/s).
+    max_position_sigma_kpc : float
+        Upper limit on y_gc_error and z_gc_error (kpc).
+    feh_bin_min, feh_bin_max, feh_bin_width : float
+        [Fe/H] bins (dex): [min, min + width), ..., the last closed at ``feh_bin_max``.
+    metal_poor_max : float
+        Metal-poor summary sample: [Fe/H] <= this (dex; Table 3 uses -0.6, the text -0.7).
+    metal_rich_min : float
+        Metal-rich summary sample: [Fe/H] >= this (dex).
+    min_stars : int
+        Samples with fewer stars are reported (``n_stars``) but not fitted.
+    n_walkers : int
+        emcee walkers (at least twice the 19 parameters of the fitted model).
+    n_burn : int
+        Burn-in steps, discarded; the walkers restart around the best walker halfway.
+    n_steps : int
+        Production steps after burn-in, all kept.
+    moves : str
+        emcee proposal: "de" (differential evolution 80% + snooker 20%) or "stretch".
+    init_scatter : float
+        Scatter of the initial walker ball in the unconstrained parameters.
+    converged_tau_factor : float
+        ``converged`` is true when ``n_steps`` exceeds this many autocorrelation times (20:
+        with 48 walkers at least ~1,000 independent draws, ample for 1-99 percentiles;
+        emcee's stricter 50 is what a precise estimate of tau itself needs). On ~4,200
+        simulated stars the fitted model's tau is ~60-80 steps with the "de" moves
+        (``benchmarks/vertex_fit.py``).
+    prior : MixturePrior
+        Hyper-parameters of the mixture's priors.
+    """
+
+    max_abs_l_deg: float = 5.0
+    max_abs_b_deg: float = 10.0
+    min_distance_kpc: float = 6.0
+    max_distance_kpc: float = 10.0
+    max_distance_sigma_kpc: float = 1.0
+    max_feh_error: float = 1.0
+    max_velocity_sigma_kms: float = 250.0
+    max_position_sigma_kpc: float = 1.0
+    feh_bin_min: float = -1.65
+    feh_bin_max: float = 0.8
+    feh_bin_width: float = 0.35
+    metal_poor_max: float = -0.6
+    metal_rich_min: float = -0.4
+    min_stars: int = 20
+    n_walkers: int = 48
+    n_burn: int = 1000
+    n_steps: int = 2000
+    moves: str = "de"
+    init_scatter: float = 0.01
+    converged_tau_factor: float = 20.0
+    prior: MixturePrior = field(default_factory=MixturePrior)
+
+    def __post_init__(self) -> None:
+        if self.n_walkers < 2 * n_params("fitted"):
+            raise ConfigError(
+                f"vertex.n_walkers = {self.n_walkers}: emcee needs at least "
+                f"{2 * n_params('fitted')} (twice the fitted model's parameters)."
+            )
+        if self.n_burn < 2 or self.n_steps < 10:
+            raise ConfigError(
+                f"vertex.n_burn = {self.n_burn}, n_steps = {self.n_steps}: need n_burn >= 2 "
+                "and n_steps >= 10."
+            )
+        if self.moves not in ("de", "stretch"):
+            raise ConfigError(f"vertex.moves = {self.moves!r}: must be 'de' or 'stretch'.")
+        if not self.feh_bin_width > 0 or not self.feh_bin_max > self.feh_bin_min:
+            raise ConfigError(
+                f"[Fe/H] bins {self.feh_bin_min}..{self.feh_bin_max} by {self.feh_bin_width}: "
+                "need a positive width and max > min."
+            )
+        if self.metal_poor_max > self.metal_rich_min:
+            raise ConfigError(
+                f"vertex.metal_poor_max = {self.metal_poor_max} exceeds metal_rich_min = "
+                f"{self.metal_rich_min}: the summary samples would overlap."
+            )
+        if not self.min_distance_kpc < self.max_distance_kpc:
+            raise ConfigError(
+                f"distance range {self.min_distance_kpc}..{self.max_distance_kpc} kpc is empty."
+            )
+
+
+@dataclass(frozen=True)
+class MetallicitySample:
+    """One sample of the analysis: its name, kind ("summary" or "bin"), [Fe/H] range (dex;
+    None = open) and the selected rows in it."""
+
+    name: str
+    kind: str
+    feh_range: tuple[float | None, float | None]
+    rows: pd.DataFrame
+
+
+@lru_cache(maxsize=1)
+def _icrs_to_galactic_matrix() -> np.ndarray:
+    """Rotation ICRS -> Galactic unit vectors, taken once from astropy."""
+    import astropy.units as u
+    from astropy.coordinates import ICRS, Galactic
+
+    basis = ICRS(
+        x=[1.0, 0.0, 0.0] * u.one,
+        y=[0.0, 1.0, 0.0] * u.one,
+        z=[0.0, 0.0, 1.0] * u.one,
+        representation_type="cartesian",
+    )
+    return np.asarray(basis.transform_to(Galactic()).cartesian.xyz.value, dtype=float)
+
+
+def galactic_lb(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (deg) to Galactic longitude in (-180, 180] and latitude (deg), vectorised."""
+    ra_r, dec_r = np.radians(ra), np.radians(dec)
+    unit = np.vstack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)])
+    g = _icrs_to_galactic_matrix() @ unit
+    return np.degrees(np.arctan2(g[1], g[0])), np.degrees(np.arcsin(np.clip(g[2], -1.0, 1.0)))
+
+
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{what}: missing column(s) {', '.join(missing)}. They come from bigcat process "
+            "(distances, [Fe/H] and the kinematics stage); run it first."
+        )
+
+
+def vertex_samples(df: pd.DataFrame, params: VertexParams | None = None) -> pd.DataFrame:
+    """Rows of one partition that pass METHOD.md section 8's selection.
+
+    |l| <= 5 deg, |b| <= 10 deg, 6 < d < 10 kpc, (p84 - p16) / 2 < 1 kpc, feh_error < 1 dex,
+    each velocity error < 250 km/s, y/z position errors < 1 kpc, a radial velocity and finite
+    velocities (bounds from ``params``).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Processed catalogue rows with SCHEMA.md output columns (``SELECTION_COLUMNS``).
+    params : VertexParams, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected rows: ``source_id`` (when present), ``l_deg``, ``b_deg`` and the columns
+        the fit reads (``feh``, ``feh_error``, ``distance_pc``, ``VELOCITY_COLUMNS``).
+    """
+    p = params or VertexParams()
+    _require(df, SELECTION_COLUMNS, "vertex selection")
+    l_deg, b_deg = galactic_lb(df["ra"].to_numpy(float), df["dec"].to_numpy(float))
+    d_kpc = df["distance_pc"].to_numpy(float) / 1e3
+    d_sig = 0.5 * (df["distance_pc_p84"].to_numpy(float) - df["distance_pc_p16"].to_numpy(float))
+    col = {c: df[c].to_numpy(float) for c in SELECTION_COLUMNS[5:]}
+    with np.errstate(invalid="ignore"):
+        keep = (np.abs(l_deg) <= p.max_abs_l_deg) & (np.abs(b_deg) <= p.max_abs_b_deg)
+        keep &= (d_kpc > p.min_distance_kpc) & (d_kpc < p.max_distance_kpc)
+        keep &= d_sig / 1e3 < p.max_distance_sigma_kpc
+        keep &= col["feh_error"] < p.max_feh_error
+        for axis in ("x", "y", "z"):
+            keep &= col[f"v{axis}_gc_error"] < p.max_velocity_sigma_kms
+        keep &= (col["y_gc_error"] < p.max_position_sigma_kpc) & (
+            col["z_gc_error"] < p.max_position_sigma_kpc
+        )
+        keep &= np.isfinite(col["radial_velocity"]) & np.isfinite(col["feh"])
+        for c in VELOCITY_COLUMNS:
+            keep &= np.isfinite(col[c])
+    ident = ["source_id"] if "source_id" in df.columns else []
+    out = df.loc[keep, ident + ["feh", "feh_error", "distance_pc", *VELOCITY_COLUMNS]].copy()
+    out["l_deg"] = l_deg[keep]
+    out["b_deg"] = b_deg[keep]
+    order = ident + ["l_deg", "b_deg", "distance_pc", "feh", "feh_error", *VELOCITY_COLUMNS]
+    return out[order]
+
+
+def feh_bin_edges(params: VertexParams | None = None) -> np.ndarray:
+    """Edges (dex) of the [Fe/H] bins: -1.65, -1.30, ..., 0.80 by default (7 bins)."""
+    p = params or VertexParams()
+    n = round((p.feh_bin_max - p.feh_bin_min) / p.feh_bin_width)
+    if n < 1 or not math.isclose(p.feh_bin_min + n * p.feh_bin_width, p.feh_bin_max):
+        raise ConfigError(
+            f"[Fe/H] bins: ({p.feh_bin_max} - {p.feh_bin_min}) is not a whole number of "
+            f"{p.feh_bin_width} dex bins."
+        )
+    return np.round(p.feh_bin_min + p.feh_bin_width * np.arange(n + 1), 10)
+
+
+def metallicity_samples(
+    rows: pd.DataFrame, params: VertexParams | None = None
+) -> dict[str, MetallicitySample]:
+    """The summary samples and the [Fe/H] bins of the selected rows.
+
+    Keys: ``metal_poor`` ([Fe/H] <= metal_poor_max), ``metal_rich`` ([Fe/H] >=
+    metal_rich_min), then one per bin keyed ``"{lo:+.2f}_{hi:+.2f}"`` (e.g. ``-1.65_-1.30``);
+    bins are [lo, hi) except the last, [lo, hi].
+    """
+    p = params or VertexParams()
+    _require(rows, ["feh"], "metallicity samples")
+    feh = rows["feh"].to_numpy(float)
+    out = {
+        "metal_poor": MetallicitySample(
+            "metal_poor", "summary", (None, p.metal_poor_max), rows[feh <= p.metal_poor_max]
+        ),
+        "metal_rich": MetallicitySample(
+            "metal_rich", "summary", (p.metal_rich_min, None), rows[feh >= p.metal_rich_min]
+        ),
+    }
+    edges = feh_bin_edges(p)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        upper = feh <= hi if i == len(edges) - 2 else feh < hi
+        name = f"{lo:+.2f}_{hi:+.2f}"
+        out[name] = MetallicitySample(
+            name, "bin", (float(lo), float(hi)), rows[(feh >= lo) & upper]
+        )
+    return out
+
+
+def velocity_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Velocities (N, 3) in km/s and error covariances (N, 3, 3) in (km/s)^2 from SCHEMA.md
+    columns (vx_gc, ..., v_cov_yz)."""
+    _require(rows, VELOCITY_COLUMNS, "vertex fit")
+    a = {c: rows[c].to_numpy(float) for c in VELOCITY_COLUMNS}
+    v = np.column_stack([a["vx_gc"], a["vy_gc"], a["vz_gc"]])
+    cov = error_covariance(
+        a["vx_gc_error"],
+        a["vy_gc_error"],
+        a["vz_gc_error"],
+        a["v_cov_xy"],
+        a["v_cov_xz"],
+        a["v_cov_yz"],
+    )
+    return v, cov
+
+
+def sample_seed(seed: int, name: str, variant: str) -> int:
+    """Seed of one fit, derived from the run seed and the sample and variant names only."""
+    key = zlib.crc32(f"{name}|{variant}".encode())
+    return int(np.random.SeedSequence([int(seed), key]).generate_state(1)[0])
+
+
+def _ball(
+    theta0: np.ndarray,
+    n: int,
+    scale: np.ndarray | float,
+    post: MixturePosterior,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``n`` walkers around ``theta0`` with finite posterior (redrawn, shrinking, if not)."""
+    p0 = theta0 + scale * rng.standard_normal((n, theta0.size))
+    for _ in range(50):
+        bad = ~np.isfinite(post(p0))
+        if not bad.any():
+            return p0
+        scale = 0.5 * scale
+        p0[bad] = theta0 + scale * rng.standard_normal((int(bad.sum()), theta0.size))
+    p0[~np.isfinite(post(p0))] = theta0
+    return p0
+
+
+def _percentiles(x: np.ndarray) -> dict[str, float]:
+    q = np.percentile(x, [1, 16, 50, 84, 99])
+    return dict(zip(("p1", "p16", "p50", "p84", "p99"), (float(a) for a in q), strict=True))
+
+
+def _moves(name: str) -> Any:
+    """emcee moves by name: "stretch" (emcee's default) or "de" (differential evolution 80%,
+    snooker 20%, emcee's advice for correlated and multimodal targets)."""
+    import emcee
+
+    if name == "stretch":
+        return emcee.moves.StretchMove()
+    return [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
+
+
+def fit_vertex(
+    v: np.ndarray,
+    cov: np.ndarray,
+    variant: str = "fitted",
+    params: VertexParams | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Sample the two-component mixture with emcee and summarise the major component's vertex.
+
+    Parameters
+    ----------
+    v : numpy.ndarray, shape (N, 3)
+        Galactocentric velocities vx, vy, vz (km/s).
+    cov : numpy.ndarray, shape (N, 3, 3)
+        Per-star velocity error covariances ((km/s)^2).
+    variant : {"fitted", "zeroed"}
+        Means fitted, or both fixed at 0.
+    params : VertexParams, optional
+        Walkers, burn-in, steps and priors.
+    seed : int
+        Seed of the walker ball and of emcee's moves (same seed, same result).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``vertex_deg`` (posterior median), ``vertex_err_deg`` (16-84 half-width),
+        ``range_deg`` ([1st, 99th] percentile), ``vertex_percentiles_deg``, ``n_stars``,
+        ``acceptance_fraction`` (mean over walkers, production), ``autocorr_time`` (max over
+        parameters, emcee ``tol=0``), ``autocorr_time_vertex``, ``converged`` (n_steps >
+        converged_tau_factor x autocorr_time), the sampler settings, and posterior medians of
+        ``weight_major``, ``mean_{major,minor}_kms`` and ``cov_{major,minor}_kms2``.
+    """
+    import emcee
+
+    p = params or VertexParams()
+    post = MixturePosterior(v, cov, variant, p.prior)
+    rng = np.random.default_rng(seed)
+    theta0 = initial_theta(post.v, post.cov, variant, p.prior)
+    p0 = _ball(theta0, p.n_walkers, p.init_scatter, post, rng)
+    sampler = emcee.EnsembleSampler(
+        p.n_walkers, post.ndim, post, vectorize=True, moves=_moves(p.moves)
+    )
+    sampler.random_state = np.random.RandomState(int(rng.integers(2**32))).get_state()
+    # Burn-in in two halves; walkers stuck in a poor mode restart around the best walker.
+    first = p.n_burn // 2
+    state = sampler.run_mcmc(p0, first, progress=False)
+    best = state.coords[np.argmax(state.log_prob)]
+    spread = np.std(state.coords, axis=0)
+    p1 = _ball(best, p.n_walkers, 0.5 * spread + 1e-6, post, rng)
+    sampler.reset()
+    state = sampler.run_mcmc(p1, p.n_burn - first, progress=False)
+    sampler.reset()
+    sampler.run_mcmc(state, p.n_steps, progress=False)
+
+    chain = sampler.get_chain()  # (steps, walkers, P)
+    flat = chain.reshape(-1, post.ndim)
+    phys = unpack(flat, variant)
+    angles = vertex_angle_deg(phys.covs[:, 0])
+    tau = sampler.get_autocorr_time(tol=0)
+    tau_v = emcee.autocorr.integrated_time(angles.reshape(chain.shape[:2])[:, :, None], tol=0)
+    pct = _percentiles(angles)
+    tau_max = float(np.max(tau))
+    med_means = np.median(phys.means, axis=0)
+    med_covs = np.median(phys.covs, axis=0)
+    return {
+        "variant": variant,
+        "n_stars": int(post.v.shape[0]),
+        "vertex_deg": pct["p50"],
+        "vertex_err_deg": 0.5 * (pct["p84"] - pct["p16"]),
+        "range_deg": [pct["p1"], pct["p99"]],
+        "vertex_percentiles_deg": pct,
+        "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
+        "autocorr_time": tau_max,
+        "autocorr_time_vertex": float(tau_v[0]),
+        "converged": bool(p.n_steps > p.converged_tau_factor * tau_max),
+        "n_walkers": p.n_walkers,
+        "n_burn": p.n_burn,
+        "n_steps": p.n_steps,
+        "seed": int(seed),
+        "weight_major": float(np.median(phys.weight)),
+        "mean_major_kms": med_means[0].tolist(),
+        "mean_minor_kms": med_means[1].tolist(),
+        "cov_major_kms2": med_covs[0].tolist(),
+        "cov_minor_kms2": med_covs[1].tolist(),
+    }
+
+
+def _fit_job(job: tuple[np.ndarray, np.ndarray, str, VertexParams, int]) -> dict[str, Any]:
+    v, cov, variant, params, seed = job
+    return fit_vertex(v, cov, variant, params, seed)
+
+
+def analyze_vertex(
+    rows: pd.DataFrame,
+    params: VertexParams | None = None,
+    seed: int = 0,
+    map_fn: Callable[..., Iterator[Any]] | None = None,
+) -> dict[str, Any]:
+    """The vertex.json structure: every metallicity sample, both variants.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows already selected by ``vertex_samples`` (all partitions concatenated).
+    params : VertexParams, optional
+    seed : int
+        Run seed; each fit's seed is ``sample_seed(seed, sample, variant)``.
+    map_fn : callable, optional
+        ``map``-like function running the independent fits (e.g. a
+        ``concurrent.futures`` executor's ``map``); the builtin ``map`` by default.
+
+    Returns
+    -------
+    dict
+        ``{"samples": {name: {"kind", "feh_range", "n_stars", "fitted": {...},
+        "zeroed": {...}}}, "n_stars_selected", "seed", "settings"}``; each variant's dict is
+        ``fit_vertex``'s, or ``{"n_stars", "skipped"}`` with null angles when the sample has
+        fewer than ``min_stars`` stars.
+    """
+    p = params or VertexParams()
+    samples = metallicity_samples(rows, p)
+    jobs, keys = [], []
+    out: dict[str, Any] = {}
+    for name, s in samples.items():
+        n = len(s.rows)
+        out[name] = {"kind": s.kind, "feh_range": list(s.feh_range), "n_stars": n}
+        if n < p.min_stars:
+            logger.info(
+                "vertex: sample %s has %d stars (< min_stars %d); not fitted", name, n, p.min_stars
+            )
+            for variant in VARIANTS:
+                out[name][variant] = {
+                    "n_stars": n,
+                    "vertex_deg": None,
+                    "vertex_err_deg": None,
+                    "range_deg": None,
+                    "skipped": f"{n} stars, fewer than min_stars = {p.min_stars}",
+                }
+            continue
+        v, cov = velocity_arrays(s.rows)
+        for variant in VARIANTS:
+            jobs.append((v, cov, variant, p, sample_seed(seed, name, variant)))
+            keys.append((name, variant))
+    results = list((map_fn or map)(_fit_job, jobs))
+    for (name, variant), res in zip(keys, results, strict=True):
+        out[name][variant] = res
+        logger.info(
+            "vertex: %s %s: %.2f +/- %.2f deg (n = %d, acceptance %.2f, tau %.0f)",
+            name,
+            variant,
+            res["vertex_deg"],
+            res["vertex_err_deg"],
+            res["n_stars"],
+            res["acceptance_fraction"],
+            res["autocorr_time"],
+        )
+    return {
+        "samples": out,
+        "n_stars_selected": int(len(rows)),
+        "seed": int(seed),
+        "settings": asdict(p),
+    }

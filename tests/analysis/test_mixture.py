@@ -1,0 +1,259 @@
+"""The two-component velocity mixture (paper eqs 12-14): likelihood, priors, parameterisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from bigcat.analysis import mixture as mx
+from bigcat.errors import ConfigError, InputError
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    err = mx.random_error_covariances(n, rng)
+    covs = np.stack([mx.tilted_covariance((120, 85, 80), -20.0), 140.0**2 * np.eye(3)])
+    v, _ = mx.sample_mixture(0.75, [[10, -50, 0], [0, 0, 0]], covs, err, rng)
+    return v, err
+
+
+def _random_theta(variant: str, w: int, seed: int, scale: float = 1.0) -> np.ndarray:
+    """Walkers scattered around a plausible point (dispersions ~30-300 km/s)."""
+    rng = np.random.default_rng(seed)
+    p = mx.n_params(variant)
+    theta = scale * rng.standard_normal((w, p))
+    names = mx.parameter_names(variant)
+    for j, name in enumerate(names):
+        if name.startswith("ln_sigma"):
+            theta[:, j] = rng.uniform(math.log(30), math.log(300), w)
+        elif name.startswith("mu_"):
+            theta[:, j] = rng.normal(0, 50, w)
+    return theta
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_likelihood_matches_scipy(variant: str) -> None:
+    v, err = _data(37, seed=1)
+    theta = _random_theta(variant, 5, seed=2)
+    state = mx.unpack(theta, variant)
+    got = mx.log_likelihood(state, v, err)
+    for w in range(theta.shape[0]):
+        f = state.weight[w]
+        dens = np.zeros(len(v))
+        for i in range(len(v)):
+            for k, wk in enumerate((f, 1 - f)):
+                dens[i] += wk * stats.multivariate_normal(
+                    state.means[w, k], state.covs[w, k] + err[i]
+                ).pdf(v[i])
+        assert got[w] == pytest.approx(np.log(dens).sum(), rel=1e-10, abs=1e-8)
+    if variant == "zeroed":
+        assert np.all(state.means == 0)
+
+
+def test_likelihood_blocks_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    v, err = _data(101, seed=3)
+    state = mx.unpack(_random_theta("fitted", 7, seed=4), "fitted")
+    ref = mx.log_likelihood(state, v, err)
+    monkeypatch.setattr(mx, "_BLOCK_ELEMENTS", 7 * 3)  # 3 stars per block, ragged last block
+    np.testing.assert_allclose(mx.log_likelihood(state, v, err), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_vectorised_posterior_equals_loop(variant: str) -> None:
+    v, err = _data(250, seed=5)
+    post = mx.MixturePosterior(v, err, variant)
+    theta = _random_theta(variant, 40, seed=6)
+    theta[3, mx.parameter_names(variant).index("ln_sigma_major_x")] = 50.0  # off support
+    got = post(theta)
+    loop = np.array([post(t)[0] for t in theta])
+    np.testing.assert_allclose(got, loop, rtol=1e-12)
+    assert got[3] == -np.inf and np.isfinite(np.delete(got, 3)).all()
+    lp = mx.log_prior(theta, variant) + 0.0
+    ok = np.isfinite(lp)
+    ll = mx.log_likelihood(mx.unpack(theta[ok], variant), v, err)
+    np.testing.assert_allclose(got[ok], lp[ok] + ll, rtol=1e-12)
+
+
+def test_covariances_positive_definite_for_random_vectors() -> None:
+    rng = np.random.default_rng(7)
+    ln_sig = rng.uniform(math.log(1.0), math.log(1000.0), (5000, 2, 3))
+    # atanh(CPC) up to 6: correlations up to 1 - 1e-5 (the prior puts ~1e-9 of its mass
+    # beyond |atanh| = 5; up to the bound of 10 the factor L stays non-singular, below).
+    cpc = np.clip(rng.normal(0.0, 2.5, (5000, 2, 3)), -6.0, 6.0)
+    cov = mx.covariance_from_unconstrained(ln_sig, cpc)
+    assert cov.shape == (5000, 2, 3, 3)
+    np.testing.assert_array_equal(cov, np.swapaxes(cov, -1, -2))
+    np.testing.assert_allclose(np.diagonal(cov, axis1=-2, axis2=-1), np.exp(2 * ln_sig))
+    np.linalg.cholesky(cov)  # raises if any is not positive definite
+    corr = cov / np.sqrt(
+        np.diagonal(cov, axis1=-2, axis2=-1)[..., :, None]
+        * np.diagonal(cov, axis1=-2, axis2=-1)[..., None, :]
+    )
+    assert np.all(np.linalg.eigvalsh(corr)[..., 0] > 0)
+    # Anywhere in the prior's support the determinant, prod(sigma^2 (1 - z^2) terms), is > 0
+    # and the covariance plus a star's error covariance is numerically positive definite.
+    edge = rng.uniform(-mx.CPC_ATANH_MAX, mx.CPC_ATANH_MAX, (5000, 3))
+    c = 1 / np.cosh(edge)
+    assert np.all(c[:, 0] ** 2 * c[:, 1] ** 2 * c[:, 2] ** 2 > 0)
+    big = mx.covariance_from_unconstrained(rng.uniform(0, math.log(1000), (5000, 3)), edge)
+    np.linalg.cholesky(big + mx.random_error_covariances(5000, rng))
+    theta = np.concatenate(
+        [rng.normal(0, 3, (5000, 7)), np.concatenate([ln_sig, cpc], -1).reshape(5000, 12)], 1
+    )
+    st = mx.unpack(theta, "fitted")
+    assert np.all((st.weight >= 0.5) & (st.weight <= 1.0))
+    np.linalg.cholesky(st.covs)
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_pack_unpack_round_trip(variant: str) -> None:
+    theta = _random_theta(variant, 30, seed=8, scale=1.5)
+    st = mx.unpack(theta, variant)
+    back = mx.pack(st.weight, st.means, st.covs, variant)
+    np.testing.assert_allclose(back, theta, rtol=1e-8, atol=1e-8)
+    single = mx.pack(float(st.weight[0]), st.means[0], st.covs[0], variant)
+    assert single.shape == (mx.n_params(variant),)
+    np.testing.assert_allclose(single, theta[0], atol=1e-8)
+    assert len(mx.parameter_names(variant)) == mx.n_params(variant) == theta.shape[1]
+
+
+def test_pack_physical_round_trip_and_bad_weight() -> None:
+    covs = np.stack([mx.tilted_covariance((120, 85, 80), -20.0), np.diag([150.0, 140, 130]) ** 2])
+    means = np.array([[10.0, -50.0, 3.0], [0.0, 1.0, 2.0]])
+    st = mx.unpack(mx.pack(0.7, means, covs, "fitted"), "fitted")
+    assert st.weight[0] == pytest.approx(0.7)
+    np.testing.assert_allclose(st.means[0], means, atol=1e-10)
+    np.testing.assert_allclose(st.covs[0], covs, rtol=1e-10, atol=1e-8)
+    with pytest.raises(ConfigError, match="weight"):
+        mx.pack(0.3, means, covs, "fitted")
+
+
+def test_weight_prior_is_uniform_on_half_to_one() -> None:
+    # f = 0.5 + 0.5 sigmoid(u); exp(log prior) as a density of u must integrate to 1 and
+    # put 1/2 of its mass below u = 0 (f < 0.75).
+    theta = np.zeros((1, 13))
+    theta[0, 1:4] = theta[0, 7:10] = math.log(100.0)
+    ref = mx.log_prior(theta, "zeroed")[0]
+
+    def dens(u: float) -> float:
+        t = theta.copy()
+        t[0, 0] = u
+        return 0.25 * math.exp(mx.log_prior(t, "zeroed")[0] - ref)
+
+    total = integrate.quad(dens, -40, 40)[0]
+    half = integrate.quad(dens, -40, 0)[0]
+    assert total == pytest.approx(1.0, rel=1e-6)
+    assert half == pytest.approx(0.5, rel=1e-6)
+
+
+def test_cpc_prior_is_lkj() -> None:
+    """The log prior of the CPCs is Beta(eta + 1/2) for the first level and Beta(eta) for
+    the partial one (with the tanh Jacobian), and those CPC laws give LKJ(eta) correlation
+    matrices: each correlation's marginal is Beta(eta + 1/2, eta + 1/2) on (-1, 1)."""
+    eta = 2.0
+    prior = mx.MixturePrior(lkj_eta=eta)
+    rng = np.random.default_rng(9)
+    y = rng.normal(0, 1.2, (200, 3))
+    theta = np.zeros((200, 13))
+    theta[:, 1:4] = theta[:, 7:10] = math.log(100.0)
+    theta[:, 4:7] = y
+    got = mx.log_prior(theta, "zeroed", prior)
+    z = np.tanh(y)
+    expect = sum(
+        stats.beta.logpdf((z[:, j] + 1) / 2, b, b) + np.log1p(-(z[:, j] ** 2))
+        for j, b in enumerate((eta + 0.5, eta + 0.5, eta))
+    )
+    diff = got - expect
+    np.testing.assert_allclose(diff, diff[0], atol=1e-9)
+    # Draw CPCs from those Betas and check the implied correlations' marginals.
+    n = 200_000
+    cpc = np.column_stack([2 * rng.beta(b, b, n) - 1 for b in (eta + 0.5, eta + 0.5, eta)])
+    cov = mx.covariance_from_unconstrained(np.zeros((n, 3)), np.arctanh(cpc))
+    target = stats.beta(eta + 0.5, eta + 0.5, loc=-1, scale=2)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        r = cov[:, i, j]
+        assert r.var() == pytest.approx(target.var(), rel=0.02)
+        assert stats.kstest(r[:5000], target.cdf).pvalue > 1e-3
+
+
+def test_log_prior_support() -> None:
+    prior = mx.MixturePrior(sigma_min_kms=5.0, sigma_max_kms=500.0)
+    theta = np.zeros((4, 19))
+    theta[:, 7:10] = theta[:, 13:16] = math.log(100.0)
+    theta[1, 8] = math.log(4.0)  # below sigma_min
+    theta[2, 15] = math.log(600.0)  # above sigma_max
+    theta[3, 12] = 10.5  # |atanh CPC| > 10
+    lp = mx.log_prior(theta, "fitted", prior)
+    assert np.isfinite(lp[0]) and np.all(lp[1:] == -np.inf)
+    with pytest.raises(ConfigError):
+        mx.MixturePrior(sigma_min_kms=10.0, sigma_max_kms=5.0)
+    with pytest.raises(ConfigError, match="variant"):
+        mx.n_params("free")
+
+
+@pytest.mark.parametrize(
+    ("cov", "expected"),
+    [
+        ([[3.0, 1.0], [1.0, 1.0]], 22.5),  # 0.5 arctan(2 / 2)
+        ([[3.0, -1.0], [-1.0, 1.0]], -22.5),
+        ([[1.0, -1.0], [-1.0, 3.0]], 22.5),  # s_X < s_Y: eq. 12 as written, in [-45, 45]
+        ([[4.0, math.sqrt(3.0)], [math.sqrt(3.0), 2.0]], 30.0),  # 0.5 arctan(sqrt 3)
+        ([[2.0, 0.0], [0.0, 1.0]], 0.0),
+        ([[2.0, 1.0], [1.0, 2.0]], 45.0),  # s_X = s_Y: the limit sign(s_XY) 45
+        ([[2.0, -1.0], [-1.0, 2.0]], -45.0),
+        ([[2.0, 0.0], [0.0, 2.0]], 0.0),  # isotropic: undefined, reported as 0
+        ([[3.0, 1.0, 0.7], [1.0, 1.0, -0.3], [0.7, -0.3, 5.0]], 22.5),  # Z terms ignored
+    ],
+)
+def test_vertex_angle_hand_worked(cov: list[list[float]], expected: float) -> None:
+    assert float(mx.vertex_angle_deg(cov)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_vertex_angle_of_tilted_ellipsoids() -> None:
+    angles = np.array([-44.0, -20.0, -5.0, 0.0, 12.5, 44.0])
+    covs = np.stack([mx.tilted_covariance((120, 85, 80), a) for a in angles])
+    np.testing.assert_allclose(mx.vertex_angle_deg(covs), angles, atol=1e-10)
+    # The major axis lies along the direction at the vertex angle.
+    evals, evecs = np.linalg.eigh(covs[1, :2, :2])
+    major = evecs[:, 1] * np.sign(evecs[0, 1])
+    assert math.degrees(math.atan2(major[1], major[0])) == pytest.approx(-20.0)
+
+
+def test_check_velocities_rejects_bad_input() -> None:
+    v, err = _data(10, seed=10)
+    bad = err.copy()
+    bad[4] = np.diag([100.0, 100.0, -1.0])
+    with pytest.raises(InputError, match="index 4"):
+        mx.check_velocities(v, bad)
+    v2 = v.copy()
+    v2[2, 1] = np.nan
+    with pytest.raises(InputError, match="index 2"):
+        mx.check_velocities(v2, err)
+    with pytest.raises(InputError, match="expected"):
+        mx.check_velocities(v[:, :2], err)
+
+
+def test_error_covariance_and_sampler_of_mixture() -> None:
+    c = mx.error_covariance([1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [0.1, 0.2], [0.3, 0.4], [0.5, 0.6])
+    np.testing.assert_allclose(c[1], [[4.0, 0.2, 0.4], [0.2, 16.0, 0.6], [0.4, 0.6, 36.0]])
+    rng = np.random.default_rng(11)
+    n = 40_000
+    err = np.broadcast_to(np.diag([10.0, 20.0, 30.0]) ** 2, (n, 3, 3))
+    covs = np.stack([np.diag([50.0, 40.0, 30.0]) ** 2, 200.0**2 * np.eye(3)])
+    v, major = mx.sample_mixture(0.8, [[5, 6, 7], [0, 0, 0]], covs, err, rng)
+    assert major.dtype == bool and major.mean() == pytest.approx(0.8, abs=0.01)
+    np.testing.assert_allclose(v[major].mean(0), [5, 6, 7], atol=1.5)
+    np.testing.assert_allclose(np.cov(v[major].T), covs[0] + err[0], rtol=0.05, atol=60)
+
+
+def test_initial_theta_has_finite_posterior() -> None:
+    v, err = _data(500, seed=12)
+    for variant in ("fitted", "zeroed"):
+        post = mx.MixturePosterior(v, err, variant)
+        t0 = mx.initial_theta(v, err, variant)
+        assert t0.shape == (post.ndim,) and np.isfinite(post(t0)[0])
+        st = mx.unpack(t0, variant)
+        assert st.weight[0] == pytest.approx(0.8)
