@@ -98,7 +98,7 @@ def retrain_and_score(
     t0 = time.perf_counter()
     model = train_feh_model(table, train_config(config.stage2, config.process.seed), c_weight)
     X = held[list(FEATURES)].to_numpy(np.float64)
-    feh, err, _, _ = predict_feh(model, X, n_passes, config.process.seed)
+    feh, err, _, _ = predict_feh(model, X, n_passes, config.process.seed, c_weight)
     return score(feh, err, held["true_feh"].to_numpy()), time.perf_counter() - t0
 
 

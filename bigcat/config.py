@@ -224,6 +224,9 @@ class Stage2Config:
         Positional match radius for labels without a Gaia source id.
     min_labels
         Fewer matched labelled giants than this is an error (the network would not train).
+    recalibrate_sigma
+        Scale sigma_total by one factor measured on the validation stars (variance matching,
+        ``bigcat.stages.metallicity.sigma_scale_from_validation``).
     """
 
     c_weight: float = 0.5
@@ -235,6 +238,7 @@ class Stage2Config:
     validation_fraction: float = 0.15
     match_radius_arcsec: float = 1.0
     min_labels: int = 200
+    recalibrate_sigma: bool = True
 
     def __post_init__(self) -> None:
         for name in ("mc_passes", "max_epochs", "patience", "batch_size", "min_labels"):

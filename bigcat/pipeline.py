@@ -198,6 +198,8 @@ def process_with_client(
         stage2: dict = {}
         feh_model = None
         label_range = (float("nan"), float("nan"))
+        c_weight = config.stage2.c_weight
+        sigma_scale = 1.0
         if label_paths:
             with log.stage("stage2-train") as rec:
                 try:
@@ -212,7 +214,7 @@ def process_with_client(
                     logger.warning("stage 2 skipped: %s", exc)
                 rec.update(stage2)
         elif (models2 / "model.json").exists():
-            feh_model, label_range = load_stage2_model(models2)
+            feh_model, label_range, c_weight, sigma_scale = load_stage2_model(models2)
             stage2 = {"models_reused": True, "label_range": list(label_range)}
             logger.info("stage 2: no labels given; using the saved model in %s", models2)
         else:
@@ -236,6 +238,8 @@ def process_with_client(
                     {"config": config.to_dict()["stage2"], "seed": config.process.seed},
                     sort_keys=True,
                 ),
+                c_weight=c_weight,
+                sigma_scale=stage2.get("sigma_scale", sigma_scale),
             )
             rec.update({k: v for k, v in final.items() if k != "table2"})
         log.info["table2"] = final["table2"]

@@ -84,6 +84,8 @@ class Stage2Params:
     label_range: tuple[float, float]
     n_passes: int
     seed: int
+    c_weight: float | None = None
+    sigma_scale: float = 1.0
 
 
 def training_weight(feh: np.ndarray, c_weight: float) -> np.ndarray:
@@ -217,11 +219,52 @@ def validation_products(val: pd.DataFrame, edges: np.ndarray = VALIDATION_EDGES)
 
 
 def predict_feh(
-    model: TrainedModel, X: np.ndarray, n_passes: int, seed: int
+    model: TrainedModel,
+    X: np.ndarray,
+    n_passes: int,
+    seed: int,
+    c_weight: float | None = None,
+    sigma_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """MC-dropout [Fe/H]: value, sigma_total, sigma_drop, sigma_pred (masks keyed by seed)."""
+    """MC-dropout [Fe/H]: value, sigma_total, sigma_drop, sigma_pred (masks keyed by seed).
+
+    With eq. 11's weight W = |[Fe/H]| + C on the squared-error term only, the loss
+    W (y - yhat)^2 / 2s^2 + ln s is minimised by s^2 = W E[(y - yhat)^2 | x]: the network's
+    variance output is W times the predictive variance. Given ``c_weight`` (the C the model was
+    trained with) it is divided by W evaluated at the prediction, sigma_pred = s / sqrt(|yhat| +
+    C); without this, metal-poor stars' sigmas are inflated by up to sqrt(3) and a large C
+    inflates every sigma by sqrt(C). ``None``: the network's s as it is (a model trained
+    without weights). ``sigma_scale`` (:func:`sigma_scale_from_validation`) multiplies both
+    sigma terms.
+    """
     pred = mc_dropout_predict(model, X, n_passes=n_passes, seed=(seed, 2))
-    return pred.value, pred.sigma_total, pred.sigma_drop, pred.sigma_pred
+    sigma_pred = pred.sigma_pred
+    if c_weight is not None:
+        sigma_pred = sigma_pred / np.sqrt(training_weight(pred.value, c_weight))
+    sigma_drop = pred.sigma_drop * sigma_scale
+    sigma_pred = sigma_pred * sigma_scale
+    return pred.value, np.hypot(sigma_drop, sigma_pred), sigma_drop, sigma_pred
+
+
+def sigma_scale_from_validation(
+    residual: np.ndarray, sigma: np.ndarray, label_error: np.ndarray, clip: float = 5.0
+) -> float:
+    """The factor k that makes sigma_total calibrated on held-out labelled stars.
+
+    Variance matching: residual = NN - label has variance k^2 sigma^2 + sigma_label^2, so
+    k^2 = mean((residual^2 - sigma_label^2) / sigma^2) over the validation stars (those with
+    |residual| < ``clip`` x the combined sigma, so that a few wrong labels do not decide it).
+    MC dropout's spread and the network's variance output are both approximations; this one
+    number, measured on stars the network never trained on, puts their sum on the scale of the
+    actual errors. Clipped to [0.5, 2]; 1 when it cannot be measured.
+    """
+    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, label_error))
+    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
+    ok &= np.abs(r) < clip * np.hypot(s, e)
+    if ok.sum() < 20:
+        return 1.0
+    k2 = float(np.mean((r[ok] ** 2 - e[ok] ** 2) / s[ok] ** 2))
+    return float(np.clip(np.sqrt(k2), 0.5, 2.0)) if k2 > 0 else 0.5
 
 
 def final_kernel(df: pd.DataFrame, params: Stage2Params) -> pd.DataFrame:
@@ -238,7 +281,9 @@ def final_kernel(df: pd.DataFrame, params: Stage2Params) -> pd.DataFrame:
         rows = np.flatnonzero(usable_rows(df))
         if len(rows):
             X = df[list(FEATURES)].to_numpy(np.float64)[rows]
-            feh[rows], err[rows], _, _ = predict_feh(params.model, X, params.n_passes, params.seed)
+            feh[rows], err[rows], _, _ = predict_feh(
+                params.model, X, params.n_passes, params.seed, params.c_weight, params.sigma_scale
+            )
     lo, hi = params.label_range
     out["feh"], out["feh_error"] = feh, err
     out["feh_extrapolated"] = np.isfinite(feh) & ((feh < lo) | (feh > hi))
@@ -320,12 +365,15 @@ def load_model_if_current(
     return load_checkpoint(models_dir / MODEL_NAME, expected_features=list(FEATURES))
 
 
-def load_stage2_model(models_dir: Path) -> tuple[TrainedModel, tuple[float, float]]:
-    """The saved stage-2 model and its training label range (for `process` without labels)."""
+def load_stage2_model(
+    models_dir: Path,
+) -> tuple[TrainedModel, tuple[float, float], float, float]:
+    """The saved stage-2 model, its training label range, C and sigma scale (for `process`
+    without labels)."""
     model = load_checkpoint(models_dir / MODEL_NAME, expected_features=list(FEATURES))
-    meta = json.loads((models_dir / f"{MODEL_NAME}.json").read_text())
-    lo, hi = meta["extra"]["label_range"]
-    return model, (float(lo), float(hi))
+    extra = json.loads((models_dir / f"{MODEL_NAME}.json").read_text())["extra"]
+    lo, hi = extra["label_range"]
+    return model, (float(lo), float(hi)), float(extra["c_weight"]), float(extra.get("sigma_scale", 1.0))
 
 
 def train_or_load_stage2(
@@ -382,9 +430,14 @@ def train_or_load_stage2(
     feh_train = table.loc[table["split"] == "train", "feh"].to_numpy(np.float64)
     label_range = (float(feh_train.min()), float(feh_train.max()))
     val = table[table["split"] == "validation"]
-    pred, err, sdrop, spred = predict_feh(
-        model, val[list(FEATURES)].to_numpy(np.float64), s.mc_passes, seed
-    )
+    Xv = val[list(FEATURES)].to_numpy(np.float64)
+    pred, err, sdrop, spred = predict_feh(model, Xv, s.mc_passes, seed, s.c_weight)
+    scale = 1.0
+    if s.recalibrate_sigma:
+        scale = sigma_scale_from_validation(
+            pred - val["feh"].to_numpy(np.float64), err, val["feh_err"].to_numpy(np.float64)
+        )
+        err, sdrop, spred = err * scale, sdrop * scale, spred * scale
     vtab = pd.DataFrame(
         {
             "source_id": val["source_id"].to_numpy(),
@@ -406,6 +459,7 @@ def train_or_load_stage2(
                 "stage": STAGE,
                 "sample_fingerprint": fp,
                 "c_weight": s.c_weight,
+                "sigma_scale": scale,
                 "label_range": list(label_range),
                 "n_train": n_train,
                 "n_validation": n_val,
@@ -420,6 +474,7 @@ def train_or_load_stage2(
     sample = table[["source_id", "survey", "feh", "feh_err", "match_kind", "split", *FEATURES]]
     _atomic_parquet(models_dir / "tg_sample.parquet", sample)
     info = {
+        "sigma_scale": round(scale, 4),
         "labelled_giants": len(table),
         "train": n_train,
         "validation": n_val,
@@ -446,14 +501,19 @@ def run_final(
     seed: int,
     target_task_rows: int,
     extra_fingerprint: str,
+    c_weight: float | None = None,
+    sigma_scale: float = 1.0,
 ) -> tuple[Catalog, dict]:
     """[Fe/H] inference and kinematics over every partition (model broadcast once)."""
-    params = Stage2Params(model, label_range, n_passes, seed)
+    params = Stage2Params(model, label_range, n_passes, seed, c_weight, sigma_scale)
     [shared] = client.scatter([params], broadcast=True)
     fp = stage_fingerprint(
         catalog,
         model=model.training_fingerprint if model is not None else None,
         label_range=list(label_range),
+        c_weight=c_weight,
+        sigma_scale=sigma_scale,
+        sigma="eq11-weight-corrected",
         extra=extra_fingerprint,
         frame=frame_parameters(),
     )

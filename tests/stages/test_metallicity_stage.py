@@ -12,8 +12,10 @@ from bigcat.stages.metallicity import (
     FEATURES,
     Stage2Params,
     final_kernel,
+    predict_feh,
     prepare_training_table,
     robust_scatter,
+    sigma_scale_from_validation,
     table2,
     table2_counts,
     train_feh_model,
@@ -129,7 +131,8 @@ def test_feh_network_learns_with_sigma_of_the_right_size(trained):
     table, model = trained
     assert model.feature_names == list(FEATURES)
     test = _frame(2000, 9)
-    out = final_kernel(test.drop(columns=["feh", "feh_err"]), Stage2Params(model, (-2, 1), 20, 5))
+    params = Stage2Params(model, (-2, 1), 20, 5, c_weight=0.5)
+    out = final_kernel(test.drop(columns=["feh", "feh_err"]), params)
     res = out["feh"].to_numpy() - test["feh"].to_numpy()
     assert robust_scatter(res) < 0.12
     # sigma_total (dropout spread + predicted noise) has the residuals' order of magnitude
@@ -173,3 +176,28 @@ def test_final_kernel_without_model_gives_nan_feh(trained):
     out = final_kernel(df, Stage2Params(None, (np.nan, np.nan), 10, 0))
     assert out["feh"].isna().all() and not out["feh_extrapolated"].any()
     assert np.isfinite(out["x_gc"]).all()
+
+
+def test_eq11_weight_is_divided_out_of_the_predicted_sigma(trained):
+    """With W on the squared term only, the network's variance is W x the predictive one."""
+    _, model = trained
+    X = _frame(200, 8)[list(FEATURES)].to_numpy()
+    v, tot, drop, pred = predict_feh(model, X, 10, 3, c_weight=0.5)
+    v0, tot0, drop0, pred0 = predict_feh(model, X, 10, 3, c_weight=None)
+    np.testing.assert_allclose(v, v0)
+    np.testing.assert_allclose(drop, drop0)
+    np.testing.assert_allclose(pred, pred0 / np.sqrt(np.abs(v) + 0.5))
+    np.testing.assert_allclose(tot, np.hypot(drop, pred))
+
+
+def test_sigma_scale_by_variance_matching():
+    rng = np.random.default_rng(5)
+    n = 20_000
+    sigma = rng.uniform(0.1, 0.3, n)
+    label_err = rng.uniform(0.02, 0.1, n)
+    # true errors 1.3x the quoted sigma, plus the label's own noise
+    res = rng.normal(0, 1, n) * 1.3 * sigma + rng.normal(0, 1, n) * label_err
+    assert sigma_scale_from_validation(res, sigma, label_err) == pytest.approx(1.3, rel=0.03)
+    res[:50] = 5.0  # a few wrong labels do not decide it
+    assert sigma_scale_from_validation(res, sigma, label_err) == pytest.approx(1.3, rel=0.04)
+    assert sigma_scale_from_validation(res[:5], sigma[:5], label_err[:5]) == 1.0
