@@ -12,6 +12,9 @@ the 68% coverage, for -1.5 < [Fe/H] < 0.5 and per bin.
 * the weighting term: C = 0.5 (eq. 11) against C = 1e6 (in effect unweighted), the bias of
   feh - true_feh for true [Fe/H] < -1 (regression to the mean pulls it positive).
 
+Each retrained model gets the pipeline's sigma treatment (eq. 11's weight divided out, one
+scale factor measured on its validation stars).
+
 Only this script reads truth. Usage:
 
     python benchmarks/score_stage2.py RUN_DIR [--truth MOCK/truth.parquet] [--experiments]
@@ -32,6 +35,7 @@ from bigcat.stages.metallicity import (
     FEATURES,
     predict_feh,
     robust_scatter,
+    sigma_scale_from_validation,
     train_config,
     train_feh_model,
 )
@@ -96,9 +100,15 @@ def retrain_and_score(
     table: pd.DataFrame, held: pd.DataFrame, config: Config, c_weight: float, n_passes: int
 ) -> tuple[list[dict], float]:
     t0 = time.perf_counter()
-    model = train_feh_model(table, train_config(config.stage2, config.process.seed), c_weight)
+    seed = config.process.seed
+    model = train_feh_model(table, train_config(config.stage2, seed), c_weight)
+    val = table[table["split"] == "validation"]
+    vp, ve, _, _ = predict_feh(
+        model, val[list(FEATURES)].to_numpy(np.float64), n_passes, seed, c_weight
+    )
+    scale = sigma_scale_from_validation(vp - val["feh"].to_numpy(), ve, val["feh_err"].to_numpy())
     X = held[list(FEATURES)].to_numpy(np.float64)
-    feh, err, _, _ = predict_feh(model, X, n_passes, config.process.seed, c_weight)
+    feh, err, _, _ = predict_feh(model, X, n_passes, seed, c_weight, scale)
     return score(feh, err, held["true_feh"].to_numpy()), time.perf_counter() - t0
 
 
