@@ -373,7 +373,12 @@ def load_stage2_model(
     model = load_checkpoint(models_dir / MODEL_NAME, expected_features=list(FEATURES))
     extra = json.loads((models_dir / f"{MODEL_NAME}.json").read_text())["extra"]
     lo, hi = extra["label_range"]
-    return model, (float(lo), float(hi)), float(extra["c_weight"]), float(extra.get("sigma_scale", 1.0))
+    return (
+        model,
+        (float(lo), float(hi)),
+        float(extra["c_weight"]),
+        float(extra.get("sigma_scale", 1.0)),
+    )
 
 
 def train_or_load_stage2(
