@@ -43,6 +43,13 @@ max_epochs = 4
 patience = 2
 mc_passes = 10
 training_cap = 5000
+[stage2]
+max_epochs = 20
+patience = 5
+mc_passes = 10
+[vertex]
+n_burn = 20
+n_steps = 40
 """
 #: Where the dashboard screenshot is kept (also reported by the test).
 SCREENSHOT = Path(os.environ.get("BIGCAT_SCREENSHOT_DIR", REPO / "tests" / "ops" / "artifacts"))

@@ -131,9 +131,10 @@ def test_dashboard_task_stream_screenshot_shows_bigcat_tasks(watched_run, ops):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, (png, len(data))
         assert _distinct_colours(png) > 5, f"{png} looks blank"
-    # the task stream the browser drew holds bigcat's task names
+    # the task stream the browser drew holds bigcat's task names (the latest stages' tasks)
     keys = shots["tasks"]["keys"]
-    assert any(re.fullmatch(r"photometry-pix\d+-[0-9a-f]{8}", k) for k in keys), keys[:20]
+    named = r"(photometry|stage1|stage2|labels|gradient|vertex|report)-pix\d+(-\d+)?-[0-9a-f]{8}"
+    assert any(re.fullmatch(named, k) for k in keys), keys[:20]
     assert any(k == "photometry" for k in shots["status"]["keys"]), shots["status"]["keys"][:20]
 
 
