@@ -138,7 +138,9 @@ def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
     for sub in ("mock/photometry.parquet", "mock/truth.parquet", "catalog/dataset"):
         a = _read_dataset(run.run_dir / sub)
         b = _read_dataset(tmp_path / "one" / sub)
-        pd.testing.assert_frame_equal(a, b)
+        # the networks run in float32: a batch of another size can round a prediction
+        # differently in its last bit (~1e-8 dex), which the default rtol misses near zero
+        pd.testing.assert_frame_equal(a, b, atol=1e-6)
     assert Catalog.open(tmp_path / "one" / "catalog").pixels == run.catalog.pixels
 
 
@@ -178,7 +180,10 @@ def test_cli_process_prints_dashboard_and_summary(tmp_path):
     assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
     assert "3,000 rows" in proc.stdout and "giants" in proc.stdout and "ruwe" in proc.stdout
     assert np.isclose(
-        json.loads((tmp_path / "cli" / "run.json").read_text())["stages"][-1]["rows"], 3000
+        {s["stage"]: s for s in json.loads((tmp_path / "cli" / "run.json").read_text())["stages"]}[
+            "stage2"
+        ]["rows"],
+        3000,
     )
 
 
