@@ -392,6 +392,23 @@ _analysis_seed_option = click.option(
 )
 
 
+def _analysis_options(command):
+    """The options every `bigcat analyze` subcommand takes."""
+    for option in reversed(
+        [
+            _analysis_out_option,
+            _full_scan_option,
+            _no_figures_option,
+            _analysis_seed_option,
+            _config_option,
+            _scheduler_option,
+            _workers_option,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 def _analysis_settings(config: Config, seed, no_figures, gradient=None, vertex=None):
     import dataclasses
 
@@ -412,13 +429,7 @@ def _analysis_settings(config: Config, seed, no_figures, gradient=None, vertex=N
 @click.option(
     "--bootstrap", type=int, default=None, help="Bootstrap resamples of the slope error [300]."
 )
-@_analysis_out_option
-@_full_scan_option
-@_no_figures_option
-@_analysis_seed_option
-@_config_option
-@_scheduler_option
-@_workers_option
+@_analysis_options
 def analyze_gradient(
     run_dir, bootstrap, out_dir, full_scan, no_figures, seed, config_path, scheduler, n_workers
 ):
@@ -464,15 +475,9 @@ def analyze_gradient(
 @analyze.command("vertex")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--walkers", type=int, default=None, help="emcee walkers per fit [48].")
-@click.option("--burn", type=int, default=None, help="emcee burn-in steps [1500].")
-@click.option("--steps", type=int, default=None, help="emcee production steps [3000].")
-@_analysis_out_option
-@_full_scan_option
-@_no_figures_option
-@_analysis_seed_option
-@_config_option
-@_scheduler_option
-@_workers_option
+@click.option("--burn", type=int, default=None, help="emcee burn-in steps [1000].")
+@click.option("--steps", type=int, default=None, help="emcee production steps [2000].")
+@_analysis_options
 def analyze_vertex_cmd(
     run_dir,
     walkers,

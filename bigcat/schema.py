@@ -156,3 +156,16 @@ LAMOST_COLUMNS: list[str] = [
 
 #: Prefix of truth columns in synthetic catalogues. No stage may read them.
 TRUTH_PREFIX = "true_"
+
+#: Columns stage 1 adds to the catalogue (SCHEMA.md), then the absolute magnitudes stage 2 uses.
+STAGE1_OUTPUT_COLUMNS: list[str] = [
+    "fold",
+    "parallax_nn",
+    "parallax_nn_error",
+    "parallax_combined",
+    "parallax_combined_error",
+    "distance_pc",
+    "distance_pc_p16",
+    "distance_pc_p84",
+    *[f"abs_{b}" for b in BANDS],
+]

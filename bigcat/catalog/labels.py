@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
 from bigcat.catalog.healpix import MAX_ORDER, healpix29, pixel_at_order
-from bigcat.catalog.readers import expand_inputs, file_format, read_column_kinds
+from bigcat.catalog.readers import expand_inputs, file_format, read_column_kinds, unreadable
 from bigcat.errors import ConfigError, InputError, did_you_mean, missing_columns_message
 from bigcat.schema import APOGEE_COLUMNS, LAMOST_COLUMNS
 
@@ -177,10 +177,7 @@ def _read_file(path: Path, names: list[str]) -> pd.DataFrame:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means the same to the user
-        raise InputError(
-            f"{path}: cannot be read as {fmt.upper()} ({type(exc).__name__}: {exc}). "
-            "Check that the file is complete and of the type its name says."
-        ) from exc
+        raise unreadable(path, fmt, exc) from exc
 
 
 def _source_ids(values: pd.Series, path: Path, column: str) -> pd.Series:

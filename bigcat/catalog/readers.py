@@ -153,10 +153,15 @@ def read_column_kinds(path: Path) -> tuple[dict[str, str], int | None]:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means the same to the user
-        raise InputError(
-            f"{path}: cannot be read as {fmt.upper()} ({type(exc).__name__}: {exc}). "
-            "Check that the file is complete and of the type its name says."
-        ) from exc
+        raise unreadable(path, fmt, exc) from exc
+
+
+def unreadable(path: Path, fmt: str, exc: Exception) -> InputError:
+    """The error for an input file its reader could not read (any reader failure)."""
+    return InputError(
+        f"{path}: cannot be read as {fmt.upper()} ({type(exc).__name__}: {exc}). "
+        "Check that the file is complete and of the type its name says."
+    )
 
 
 def _table_hdu(hdul, path: Path):

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bigcat.catalog.store import Catalog, partition_path, read_parquet_checked
-from bigcat.stages.parallax import OUTPUT_COLUMNS as STAGE1_COLUMNS
+from bigcat.schema import STAGE1_OUTPUT_COLUMNS as STAGE1_COLUMNS
 
 logger = logging.getLogger(__name__)
 

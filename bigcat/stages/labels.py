@@ -31,7 +31,6 @@ import pandas as pd
 import pyarrow as pa
 from distributed import Client
 
-from bigcat.catalog.healpix import MAX_ORDER
 from bigcat.catalog.labels import (
     LABEL_COLUMNS,
     MATCH_COLUMNS,
@@ -46,6 +45,7 @@ from bigcat.catalog.labels import (
 from bigcat.catalog.store import Catalog, partition_path, read_table_checked
 from bigcat.errors import CatalogError, ConfigError, InputError, did_you_mean
 from bigcat.schema import TRUTH_PREFIX
+from bigcat.stages.partitions import group_partitions
 from bigcat.stages.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
@@ -169,22 +169,6 @@ def _check_columns(catalog: Catalog, columns: Sequence[str]) -> list[str]:
     return wanted
 
 
-def _group(catalog: Catalog, parts: list[tuple[int, int]], target_rows: int) -> list[list]:
-    """Partitions in sky order, grouped into tasks of about ``target_rows`` rows."""
-    groups: list[list[tuple[int, int]]] = []
-    current: list[tuple[int, int]] = []
-    rows = 0
-    for order, pixel in sorted(parts, key=lambda op: op[1] << 2 * (MAX_ORDER - op[0])):
-        current.append((order, pixel))
-        rows += catalog.partition_rows(order, pixel)
-        if rows >= target_rows:
-            groups.append(current)
-            current, rows = [], 0
-    if current:
-        groups.append(current)
-    return groups
-
-
 def match_labels(
     catalog: Catalog,
     label_paths: LabelPaths,
@@ -264,7 +248,7 @@ def match_labels(
         pixels,
     )
     rows = pos_rows[rows]
-    groups = _group(catalog, pixels, target_task_rows)
+    groups = group_partitions(catalog, target_task_rows, pixels)
     group_of = np.zeros(len(pixels), np.int64)
     index_of = {op: i for i, op in enumerate(pixels)}
     for k, group in enumerate(groups):

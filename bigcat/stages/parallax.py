@@ -48,7 +48,7 @@ from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
 from bigcat.photometry.params import PhotometryParams
-from bigcat.schema import BAND_MAG_COLUMN, BANDS, COLOUR_FEATURE_COLUMNS
+from bigcat.schema import BAND_MAG_COLUMN, BANDS, COLOUR_FEATURE_COLUMNS, STAGE1_OUTPUT_COLUMNS
 from bigcat.stages.partitions import (
     finalize_stage_output,
     map_partitions_to_files,
@@ -64,17 +64,7 @@ STAGE = "stage1"
 FEATURES = COLOUR_FEATURE_COLUMNS
 TARGET, TARGET_ERR = "m_pseudo", "m_pseudo_error"
 TABLE_COLUMNS = ["source_id", *FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
-OUTPUT_COLUMNS = [
-    "fold",
-    "parallax_nn",
-    "parallax_nn_error",
-    "parallax_combined",
-    "parallax_combined_error",
-    "distance_pc",
-    "distance_pc_p16",
-    "distance_pc_p84",
-    *[f"abs_{b}" for b in BANDS],
-]
+OUTPUT_COLUMNS = STAGE1_OUTPUT_COLUMNS
 
 
 @dataclass(frozen=True)

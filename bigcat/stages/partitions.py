@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
+from bigcat.catalog.healpix import MAX_ORDER
+from bigcat.catalog.ingest import group_pixels
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
     Catalog,
@@ -101,21 +103,17 @@ def process_partition_group(
     return [{"order": o, "pixel": p, **results[(o, p)]} for o, p in pixels]
 
 
-def group_partitions(catalog: Catalog, target_rows: int) -> list[list[tuple[int, int]]]:
-    """Neighbouring partitions in groups of about ``target_rows`` rows (footer row counts)."""
-    groups: list[list[tuple[int, int]]] = []
-    current: list[tuple[int, int]] = []
-    rows = 0
-    for order, pixel in sorted(catalog.pixels, key=lambda op: op[1] << 2 * (29 - op[0])):
-        n = catalog.partition_rows(order, pixel)
-        current.append((order, pixel))
-        rows += n
-        if rows >= target_rows:
-            groups.append(current)
-            current, rows = [], 0
-    if current:
-        groups.append(current)
-    return groups
+def group_partitions(
+    catalog: Catalog, target_rows: int, parts: Sequence[tuple[int, int]] | None = None
+) -> list[list[tuple[int, int]]]:
+    """Neighbouring partitions (all, or ``parts``) in sky order, grouped into runs of about
+    ``target_rows`` rows (footer row counts)."""
+    if parts is None:
+        parts = catalog.pixels
+    # the first order-29 pixel of each partition orders partitions of any order along the sky
+    first = {pixel << 2 * (MAX_ORDER - order): (order, pixel) for order, pixel in parts}
+    rows = {k: catalog.partition_rows(*op) for k, op in first.items()}
+    return [[first[k] for k in group] for group in group_pixels(rows, target_rows)]
 
 
 def map_partitions_to_files(
