@@ -10,6 +10,7 @@ worker during the stage, the 10M/1M ratios (target: within 10%), and the speed-u
 workers over 1 on the same 1M catalogue (target: at least 1.7x).
 
 Usage: python benchmarks/scaling.py [--rows 1000000 10000000] [--work DIR] [--no-workers-test]
+       python benchmarks/scaling.py --workers-only RUN/input [--work DIR]
 """
 
 from __future__ import annotations
@@ -57,10 +58,19 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--full-training", action="store_true", help="train as `process` does")
     ap.add_argument("--no-workers-test", action="store_true", help="skip 1 vs 2 workers")
+    ap.add_argument(
+        "--workers-only",
+        type=Path,
+        default=None,
+        metavar="CATALOG",
+        help="only the 1 vs 2 workers test, on this ingested catalogue (e.g. RUN/input of an "
+        "earlier run of this script)",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bigcat-scaling-"))
     quick = not args.full_training
-    results = [run(n, work / f"run-{n}", 0, None, quick) for n in args.rows]
+    sizes = [] if args.workers_only else args.rows
+    results = [run(n, work / f"run-{n}", 0, None, quick) for n in sizes]
     print(f"{'rows':>12}{'stage':>12}{'wall s':>9}{'core-us/row':>13}  peak worker RSS (MiB)")
     for r in results:
         for name, st in r["stages"].items():
@@ -78,9 +88,11 @@ def main() -> None:
                 f"  {name:<11} per-row cost {sb['us_per_row'] / sa['us_per_row']:.2f}   "
                 f"peak worker RSS {max(sb['peak_mib']) / max(sa['peak_mib']):.2f}"
             )
-    if not args.no_workers_test:
-        n = args.rows[0]
-        catalog = str(work / f"run-{n}" / "input")
+    if args.workers_only or not args.no_workers_test:
+        from bigcat.catalog.store import Catalog
+
+        catalog = str(args.workers_only or work / f"run-{args.rows[0]}" / "input")
+        n = Catalog.open(Path(catalog)).n_rows()
         one = run(n, work / f"run-{n}-1w", 1, [catalog], quick)
         two = run(n, work / f"run-{n}-2w", 2, [catalog], quick)
         print(f"\n1 vs 2 workers on the same {n:,}-row catalogue (target at least 1.7x):")

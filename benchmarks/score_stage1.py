@@ -5,17 +5,28 @@ where Gaia parallax/sigma < 2); calibration of the NN and combined parallaxes (s
 pulls and 68% coverage, overall and per bin of Gaia parallax/sigma); and the paper's Table 1
 layout (distance uncertainty and error against true distance). Only this script reads truth.
 
+``--apply-calibration FILE`` rescales a run's NN parallax sigma post hoc with a stage-1 sigma
+calibration (``models/stage1/calibration.json``; :class:`bigcat.stages.parallax.SigmaCalibration`)
+and recombines (eqs. 9-10) before scoring: the before/after comparison on a run made without
+the calibration (the distance columns are left as they are). ``--by-mj`` adds pulls per bin of
+predicted absolute magnitude.
+
 Usage: python benchmarks/score_stage1.py RUN_DIR [--truth MOCK_DIR/truth.parquet]
+           [--apply-calibration FILE] [--by-mj]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+
+from bigcat.astrometry import combine_parallaxes
+from bigcat.stages.parallax import SigmaCalibration, predicted_abs_mag
 
 COLS = [
     "source_id",
@@ -31,6 +42,8 @@ COLS = [
     "distance_pc_p16",
     "distance_pc_p84",
     "m_pseudo",
+    "j_m",
+    "a_j",
 ]
 
 
@@ -48,7 +61,26 @@ def load(run_dir: Path, truth: Path) -> pd.DataFrame:
     df = out.merge(tr, on="source_id", validate="one_to_one")
     df = df[df.is_giant & df.quality_ok & np.isfinite(df.parallax_nn)]
     df["true_parallax"] = 1000.0 / df["true_distance_pc"]
+    df["mj_nn"] = predicted_abs_mag(df.parallax_nn * 10 ** (0.2 * (df.j_m - df.a_j)))
     return df
+
+
+def apply_calibration(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The NN sigma rescaled by a saved calibration, and the combined parallax redone."""
+    cal = SigmaCalibration.from_dict(json.loads(path.read_text()))
+    j0 = (df.j_m - df.a_j).to_numpy()
+    m_nn = df.parallax_nn.to_numpy() * 10 ** (0.2 * j0)
+    err = df.parallax_nn_error.to_numpy() * cal.factor(m_nn, j0)
+    p, pe = combine_parallaxes(
+        df.parallax_zp.to_numpy(), df.parallax_error.to_numpy(), df.parallax_nn.to_numpy(), err
+    )
+    print(
+        f"applied {path}: J0 edges {np.round(cal.j0_edges, 2).tolist()}, "
+        f"predicted M_J edges {np.round(cal.mj_edges, 2).tolist()}"
+    )
+    shape = (len(cal.j0_edges) + 1, len(cal.mj_edges) + 1)
+    print(f"  factors (J0 rows x M_J columns):\n{np.round(np.reshape(cal.scales, shape), 3)}")
+    return df.assign(parallax_nn_error=err, parallax_combined=p, parallax_combined_error=pe)
 
 
 def pulls(value, err, truth) -> tuple[float, float, int]:
@@ -59,7 +91,7 @@ def pulls(value, err, truth) -> tuple[float, float, int]:
     return float(np.std(z)), float(np.mean(np.abs(z) < 1)), len(z)
 
 
-def report(df: pd.DataFrame) -> None:
+def report(df: pd.DataFrame, by_mj: bool = False) -> None:
     snr = df.parallax_zp / df.parallax_error
     better = df.parallax_nn_error < df.parallax_error
     print(
@@ -81,6 +113,13 @@ def report(df: pd.DataFrame) -> None:
         ]
         + [(f"true {s}", (df.true_stage == s).to_numpy()) for s in ("rgb", "red_clump", "dwarf")]
     )
+    if by_mj:
+        edges = [-np.inf, -2.5, -1.5, -1.1, -0.8, -0.4, 0.0, 0.5, np.inf]
+        mj = df.mj_nn.to_numpy()
+        bins += [
+            (f"pred M_J {lo:+.1f}..{hi:+.1f}", (mj >= lo) & (mj < hi))
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        ]
     for name, m in bins:
         d = df[m]
         a = pulls(
@@ -95,6 +134,12 @@ def report(df: pd.DataFrame) -> None:
     bias = (df.parallax_nn - df.true_parallax) / df.parallax_nn_error
     print(
         f"NN parallax median pull {np.nanmedian(bias):+.3f} (positive: predicted too close/bright)"
+    )
+    gaia = (df.parallax_zp - df.true_parallax) / df.parallax_error
+    print(
+        f"Gaia parallax median pull {np.nanmedian(gaia):+.3f} overall, "
+        f"{np.nanmedian(gaia[snr < 2]):+.3f} where Gaia parallax/sigma < 2 (the giant cut on the "
+        "noisy parallax)"
     )
     print("\nTable 1 layout: distance uncertainty by true distance")
     print(
@@ -117,8 +162,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--truth", type=Path, default=None)
+    p.add_argument("--apply-calibration", type=Path, default=None)
+    p.add_argument("--by-mj", action="store_true")
     a = p.parse_args()
-    report(load(a.run_dir, a.truth or a.run_dir / "mock" / "truth.parquet"))
+    df = load(a.run_dir, a.truth or a.run_dir / "mock" / "truth.parquet")
+    if a.apply_calibration is not None:
+        df = apply_calibration(df, a.apply_calibration)
+    report(df, by_mj=a.by_mj)
 
 
 if __name__ == "__main__":

@@ -94,11 +94,11 @@ def main() -> None:
             in98 += pct["p1"] <= truth <= pct["p99"]
             errs.append(r["vertex_deg"] - truth)
             sds.append(r["vertex_err_deg"])
-            taus.append(r["autocorr_time"])
+            taus.append(np.nan if r["autocorr_time"] is None else r["autocorr_time"])
             accs.append(r["acceptance_fraction"])
             print(
                 f"  {label:>11} #{i:02d}: {r['vertex_deg']:7.2f} +/- {r['vertex_err_deg']:5.2f} "
-                f"deg (truth {truth:+.1f}) {'in ' if hit68 else 'OUT'} tau {r['autocorr_time']:5.1f} "
+                f"deg (truth {truth:+.1f}) {'in ' if hit68 else 'OUT'} tau {taus[-1]:5.1f} "
                 f"acc {r['acceptance_fraction']:.2f} {secs[-1]:5.1f} s",
                 flush=True,
             )
@@ -113,6 +113,9 @@ def main() -> None:
         print(f"{'rms (median - truth)':>28}: {math.sqrt(np.mean(np.square(errs))):.2f} deg")
         print(f"{'mean vertex_err_deg':>28}: {np.mean(sds):.2f} deg")
         print(f"{'mean / max autocorr time':>28}: {np.mean(taus):.1f} / {np.max(taus):.1f} steps")
+        print(
+            f"{'converged (steps > 20 tau)':>28}: {np.sum(np.array(taus) * params.converged_tau_factor < params.n_steps)}/{n}"
+        )
         print(f"{'mean acceptance':>28}: {np.mean(accs):.3f}")
         print(f"{'mean fit wall time':>28}: {np.mean(secs):.1f} s", flush=True)
     print(f"{'total wall time':>28}: {time.perf_counter() - t_all:.0f} s")

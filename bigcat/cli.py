@@ -242,7 +242,7 @@ def train(stage, run_dir, labels, config_path, scheduler, n_workers):
         catalog = Catalog.open(run / "stages" / "photometry")
         with _client(config) as client:
             _announce(client)
-            models, info = train_or_load_stage1(
+            models, _, info = train_or_load_stage1(
                 client, catalog, config, run / "models" / stage, force=True
             )
         click.echo(
@@ -337,7 +337,8 @@ def _analysis_lines(result) -> list[str]:
     if v.get("metal_rich_fitted_deg") is not None:
         lines.append(
             f"  vertex: metal-rich {v['metal_rich_fitted_deg']:+.1f} +/- "
-            f"{v['metal_rich_fitted_err_deg']:.1f} deg (fitted; {v['n_stars']:,} stars)"
+            f"{v['metal_rich_fitted_err_deg']:.1f} deg (fitted; {v['n_stars']:,} stars; "
+            f"{v.get('fits_converged', '?')} of {v.get('fits', '?')} fits converged)"
         )
     else:
         lines.append("  vertex: too few stars in the metal-rich sample to fit")
@@ -476,7 +477,7 @@ def analyze_gradient(
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--walkers", type=int, default=None, help="emcee walkers per fit [48].")
 @click.option("--burn", type=int, default=None, help="emcee burn-in steps [1000].")
-@click.option("--steps", type=int, default=None, help="emcee production steps [2000].")
+@click.option("--steps", type=int, default=None, help="emcee production steps [4000].")
 @_analysis_options
 def analyze_vertex_cmd(
     run_dir,
@@ -513,6 +514,8 @@ def analyze_vertex_cmd(
     for row in out.get("table3", []):
         angle, err = row["vertex_deg"], row["vertex_err_deg"]
         value = f"{angle:.2f} +/- {err:.2f} deg" if angle is not None else "not fitted"
+        if angle is not None and not row.get("converged"):
+            value += " (chains NOT converged: see acceptance and tau in Table 3)"
         lines.append(
             f"  {row['sample']:<10} {row['variant']:<6} ({row['feh_range']}, n = {row['n_stars']:,}): {value}"
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -181,6 +182,22 @@ class Stage1Config:
         Train with a likelihood that models the giant cut applied to the noisy target
         (a truncated Gaussian: the sample only holds stars with M_pseudo below the eq. 7
         boundary). False = the paper's eq. 3, which biases faint giants' predictions bright.
+    recalibrate_sigma
+        Rescale the NN's M_pseudo uncertainty (hence ``parallax_nn_error`` and the combined
+        parallax and its error, eqs. 9-10) by a factor per cell of apparent magnitude J0 and
+        predicted absolute magnitude, measured after training on the held-out training giants
+        against their Gaia parallaxes (variance matching,
+        ``bigcat.stages.parallax.fit_sigma_calibration``; saved as
+        ``models/stage1/calibration.json``). False = the network's sigma_total as it is.
+    calibration_j0_bins, calibration_mj_bins
+        Equally populated bins of J0 and of predicted M_J for the recalibration.
+    calibration_margin
+        Only giants whose predicted M_pseudo lies more than this many combined sigmas below
+        the giant cut's boundary are used to measure the factors: for them the cut (applied
+        to the noisy Gaia parallax) does not truncate the Gaia error distribution.
+    calibration_max_error_ratio
+        Only giants whose Gaia M_pseudo error is below this multiple of the NN sigma are used
+        (the others add noise to the estimate and nothing else).
     """
 
     n_folds: int = 8
@@ -192,6 +209,11 @@ class Stage1Config:
     learning_rate: float = 1e-3
     prior_table: str = ""
     truncation_likelihood: bool = True
+    recalibrate_sigma: bool = True
+    calibration_j0_bins: int = 6
+    calibration_mj_bins: int = 3
+    calibration_margin: float = 3.0
+    calibration_max_error_ratio: float = 5.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -201,9 +223,20 @@ class Stage1Config:
             "max_epochs",
             "patience",
             "batch_size",
+            "calibration_j0_bins",
+            "calibration_mj_bins",
         ):
             if getattr(self, name) < (2 if name == "n_folds" else 1):
                 raise ConfigError(f"stage1.{name} = {getattr(self, name)}: too small.")
+        if not math.isfinite(self.calibration_margin):
+            raise ConfigError(
+                f"stage1.calibration_margin = {self.calibration_margin}: must be finite."
+            )
+        if not self.calibration_max_error_ratio > 0:
+            raise ConfigError(
+                f"stage1.calibration_max_error_ratio = {self.calibration_max_error_ratio}: "
+                "must be positive."
+            )
 
 
 @dataclass(frozen=True)

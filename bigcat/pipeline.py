@@ -172,7 +172,9 @@ def process_with_client(
             )
             rec.update(totals)
         with log.stage("stage1-train") as rec:
-            models, info = train_or_load_stage1(client, phot, config, run_dir / "models" / "stage1")
+            models, calibration, info = train_or_load_stage1(
+                client, phot, config, run_dir / "models" / "stage1"
+            )
             rec.update(info)
         with log.stage("stage1") as rec:
             stage1_cat, stage1 = run_stage1(
@@ -192,6 +194,7 @@ def process_with_client(
                     },
                     sort_keys=True,
                 ),
+                calibration=calibration,
             )
             rec.update(stage1)
         models2 = run_dir / "models" / "stage2"
@@ -294,6 +297,17 @@ def run_analyses(client: Client, config: Config, run_dir: Path, log: RunLog, fin
                 "metal_rich_fitted_err_deg": rich.get("vertex_err_deg"),
                 "n_stars": rich.get("n_stars"),
                 "partitions_read": v.get("partitions_read"),
+                "fits_converged": sum(
+                    bool(f.get("converged"))
+                    for smp in v.get("samples", {}).values()
+                    for f in (smp.get("fitted"), smp.get("zeroed"))
+                    if isinstance(f, dict)
+                ),
+                "fits": sum(
+                    isinstance(f, dict) and f.get("vertex_deg") is not None
+                    for smp in v.get("samples", {}).values()
+                    for f in (smp.get("fitted"), smp.get("zeroed"))
+                ),
             }
         )
         results["vertex"] = rec

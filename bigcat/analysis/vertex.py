@@ -23,8 +23,9 @@ from bigcat.analysis.mixture import (
     VARIANTS,
     MixturePosterior,
     MixturePrior,
+    em_deconvolve,
     error_covariance,
-    initial_theta,
+    laplace_ball,
     n_params,
     unpack,
     vertex_angle_deg,
@@ -77,19 +78,24 @@ class VertexParams:
     n_walkers : int
         emcee walkers (at least twice the 19 parameters of the fitted model).
     n_burn : int
-        Burn-in steps, discarded; the walkers restart around the best walker halfway.
+        Burn-in steps, discarded. The walkers start from the Laplace approximation at the
+        maximum-likelihood mixture (``em_deconvolve``); halfway, walkers left far below the
+        ensemble are moved onto good ones.
     n_steps : int
         Production steps after burn-in, all kept.
     moves : str
         emcee proposal: "de" (differential evolution 80% + snooker 20%) or "stretch".
     init_scatter : float
-        Scatter of the initial walker ball in the unconstrained parameters.
+        Scatter of the initial walker ball in the unconstrained parameters, used only where
+        the Laplace approximation does not exist.
     converged_tau_factor : float
         ``converged`` is true when ``n_steps`` exceeds this many autocorrelation times (20:
         with 48 walkers at least ~1,000 independent draws, ample for 1-99 percentiles;
-        emcee's stricter 50 is what a precise estimate of tau itself needs). On ~4,200
-        simulated stars the fitted model's tau is ~60-80 steps with the "de" moves
-        (``benchmarks/vertex_fit.py``).
+        emcee's stricter 50 is what a precise estimate of tau itself needs). On 4,200
+        simulated stars drawn from the model the fitted model's tau is 80-115 steps with the
+        "de" moves (``benchmarks/vertex_calibration.py``), so the default 4,000 steps
+        converge; on real-like samples, which are not a two-Gaussian mixture, tau can be
+        2-3 times longer and the flag then says so.
     prior : MixturePrior
         Hyper-parameters of the mixture's priors.
     """
@@ -110,7 +116,7 @@ class VertexParams:
     min_stars: int = 20
     n_walkers: int = 48
     n_burn: int = 1000
-    n_steps: int = 2000
+    n_steps: int = 4000
     moves: str = "de"
     init_scatter: float = 0.01
     converged_tau_factor: float = 20.0
@@ -323,6 +329,21 @@ def _percentiles(x: np.ndarray) -> dict[str, float]:
     return dict(zip(("p1", "p16", "p50", "p84", "p99"), (float(a) for a in q), strict=True))
 
 
+def _autocorr_times(chain: np.ndarray) -> np.ndarray:
+    """Integrated autocorrelation time (steps) per parameter of a (steps, walkers, P) chain,
+    emcee's estimator with ``tol=0``, over the walkers that moved (a walker that never moved
+    has no autocorrelation function; emcee's average over walkers would be NaN). NaN for a
+    parameter no walker moved in."""
+    import emcee
+
+    out = np.full(chain.shape[2], np.nan)
+    for j in range(chain.shape[2]):
+        moved = np.ptp(chain[:, :, j], axis=0) > 0
+        if moved.any():
+            out[j] = emcee.autocorr.integrated_time(chain[:, moved, j : j + 1], tol=0)[0]
+    return out
+
+
 def _moves(name: str) -> Any:
     """emcee moves by name: "stretch" (emcee's default) or "de" (differential evolution 80%,
     snooker 20%, emcee's advice for correlated and multimodal targets)."""
@@ -360,30 +381,45 @@ def fit_vertex(
     dict
         JSON-ready: ``vertex_deg`` (posterior median), ``vertex_err_deg`` (16-84 half-width),
         ``range_deg`` ([1st, 99th] percentile), ``vertex_percentiles_deg``, ``n_stars``,
-        ``acceptance_fraction`` (mean over walkers, production), ``autocorr_time`` (max over
-        parameters, emcee ``tol=0``), ``autocorr_time_vertex``, ``converged`` (n_steps >
-        converged_tau_factor x autocorr_time), the sampler settings, and posterior medians of
-        ``weight_major``, ``mean_{major,minor}_kms`` and ``cov_{major,minor}_kms2``.
+        ``acceptance_fraction`` (mean over walkers, production) and its minimum,
+        ``n_stuck_walkers`` (production acceptance below 0.2x the median),
+        ``n_relocated_walkers`` (moved halfway through burn-in), ``start`` ("laplace" or
+        "ball"), ``max_likelihood`` (the EM optimum: vertex, weight, log-likelihood,
+        iterations), ``autocorr_time`` (max over parameters, emcee ``tol=0``),
+        ``autocorr_time_vertex``, ``converged`` (n_steps > converged_tau_factor x
+        autocorr_time), the sampler settings, and posterior medians of ``weight_major``,
+        ``mean_{major,minor}_kms`` and ``cov_{major,minor}_kms2``.
     """
     import emcee
 
     p = params or VertexParams()
     post = MixturePosterior(v, cov, variant, p.prior)
     rng = np.random.default_rng(seed)
-    theta0 = initial_theta(post.v, post.cov, variant, p.prior)
-    p0 = _ball(theta0, p.n_walkers, p.init_scatter, post, rng)
+    # Start at the maximum-likelihood mixture (extreme deconvolution), walkers drawn from the
+    # Laplace approximation there; a small ball where that approximation does not exist.
+    em = em_deconvolve(post.v, post.cov, variant, p.prior)
+    p0 = laplace_ball(em.theta, post, p.n_walkers, rng)
+    start = "laplace"
+    if p0 is None or not np.all(np.isfinite(post(p0))):
+        p0, start = _ball(em.theta, p.n_walkers, p.init_scatter, post, rng), "ball"
     sampler = emcee.EnsembleSampler(
         p.n_walkers, post.ndim, post, vectorize=True, moves=_moves(p.moves)
     )
     sampler.random_state = np.random.RandomState(int(rng.integers(2**32))).get_state()
-    # Burn-in in two halves; walkers stuck in a poor mode restart around the best walker.
+    # Burn-in in two halves; walkers that barely moved (acceptance below 0.2x the median) or
+    # sit far below the ensemble are moved onto randomly chosen good walkers, jittered.
     first = p.n_burn // 2
     state = sampler.run_mcmc(p0, first, progress=False)
-    best = state.coords[np.argmax(state.log_prob)]
-    spread = np.std(state.coords, axis=0)
-    p1 = _ball(best, p.n_walkers, 0.5 * spread + 1e-6, post, rng)
+    coords, lp = state.coords.copy(), state.log_prob
+    burn_acc = sampler.acceptance_fraction
+    stuck = (lp < np.median(lp) - post.ndim) | (burn_acc < 0.2 * np.median(burn_acc))
+    good = np.flatnonzero(~stuck)
+    if stuck.any():
+        donors = coords[rng.choice(good, int(stuck.sum()))]
+        jitter = 1e-3 * np.std(coords[good], axis=0) * rng.standard_normal(donors.shape)
+        coords[stuck] = donors + jitter
     sampler.reset()
-    state = sampler.run_mcmc(p1, p.n_burn - first, progress=False)
+    state = sampler.run_mcmc(coords, p.n_burn - first, progress=False)
     sampler.reset()
     sampler.run_mcmc(state, p.n_steps, progress=False)
 
@@ -391,10 +427,12 @@ def fit_vertex(
     flat = chain.reshape(-1, post.ndim)
     phys = unpack(flat, variant)
     angles = vertex_angle_deg(phys.covs[:, 0])
-    tau = sampler.get_autocorr_time(tol=0)
-    tau_v = emcee.autocorr.integrated_time(angles.reshape(chain.shape[:2])[:, :, None], tol=0)
+    tau = _autocorr_times(chain)
+    tau_v = _autocorr_times(angles.reshape(chain.shape[:2])[:, :, None])
     pct = _percentiles(angles)
     tau_max = float(np.max(tau))
+    acc = sampler.acceptance_fraction
+    em_state = unpack(em.theta, variant)
     med_means = np.median(phys.means, axis=0)
     med_covs = np.median(phys.covs, axis=0)
     return {
@@ -404,9 +442,20 @@ def fit_vertex(
         "vertex_err_deg": 0.5 * (pct["p84"] - pct["p16"]),
         "range_deg": [pct["p1"], pct["p99"]],
         "vertex_percentiles_deg": pct,
-        "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
-        "autocorr_time": tau_max,
-        "autocorr_time_vertex": float(tau_v[0]),
+        "acceptance_fraction": float(np.mean(acc)),
+        "acceptance_fraction_min": float(np.min(acc)),
+        "n_stuck_walkers": int(np.sum(acc < 0.2 * np.median(acc))),
+        "n_relocated_walkers": int(stuck.sum()),
+        "start": start,
+        "max_likelihood": {
+            "vertex_deg": float(vertex_angle_deg(em_state.covs[0, 0])),
+            "weight_major": float(em_state.weight[0]),
+            "log_likelihood": em.log_likelihood,
+            "em_iterations": em.n_iter,
+            "em_converged": em.converged,
+        },
+        "autocorr_time": tau_max if math.isfinite(tau_max) else None,
+        "autocorr_time_vertex": float(tau_v[0]) if math.isfinite(tau_v[0]) else None,
         "converged": bool(p.n_steps > p.converged_tau_factor * tau_max),
         "n_walkers": p.n_walkers,
         "n_burn": p.n_burn,
@@ -480,14 +529,15 @@ def analyze_vertex(
     for (name, variant), res in zip(keys, results, strict=True):
         out[name][variant] = res
         logger.info(
-            "vertex: %s %s: %.2f +/- %.2f deg (n = %d, acceptance %.2f, tau %.0f)",
+            "vertex: %s %s: %.2f +/- %.2f deg (n = %d, acceptance %.2f, tau %s, %s)",
             name,
             variant,
             res["vertex_deg"],
             res["vertex_err_deg"],
             res["n_stars"],
             res["acceptance_fraction"],
-            res["autocorr_time"],
+            "-" if res["autocorr_time"] is None else f"{res['autocorr_time']:.0f}",
+            "converged" if res["converged"] else "NOT converged",
         )
     return {
         "samples": out,

@@ -45,6 +45,7 @@ from bigcat.catalog.sampling import unit_hash
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, Stage2Config
 from bigcat.errors import InputError
+from bigcat.nn.calibration import variance_matching_scale
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
@@ -256,15 +257,10 @@ def sigma_scale_from_validation(
     |residual| < ``clip`` x the combined sigma, so that a few wrong labels do not decide it).
     MC dropout's spread and the network's variance output are both approximations; this one
     number, measured on stars the network never trained on, puts their sum on the scale of the
-    actual errors. Clipped to [0.5, 2]; 1 when it cannot be measured.
+    actual errors. Clipped to [0.5, 2]; 1 when it cannot be measured. (This is
+    :func:`bigcat.nn.calibration.variance_matching_scale`, which stage 1 uses per cell.)
     """
-    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, label_error))
-    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
-    ok &= np.abs(r) < clip * np.hypot(s, e)
-    if ok.sum() < 20:
-        return 1.0
-    k2 = float(np.mean((r[ok] ** 2 - e[ok] ** 2) / s[ok] ** 2))
-    return float(np.clip(np.sqrt(k2), 0.5, 2.0)) if k2 > 0 else 0.5
+    return variance_matching_scale(residual, sigma, label_error, clip=clip, limits=(0.5, 2.0))
 
 
 def final_kernel(df: pd.DataFrame, params: Stage2Params) -> pd.DataFrame:
@@ -551,6 +547,7 @@ def run_final(
             "table2": t2,
             "added_columns": [*OUTPUT_COLUMNS, *GALACTOCENTRIC_COLUMNS],
         },
+        parquet_metadata=True,  # the final catalogue: users open it with lsdb/pyarrow
     )
     totals["table2"] = t2
     return out, totals

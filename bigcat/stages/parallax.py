@@ -14,6 +14,18 @@
    into a distance with the generalised-gamma prior of the star's level-5 pixel; absolute
    magnitudes follow.
 
+Between 2 and 3, with ``[stage1] recalibrate_sigma`` (default), the NN uncertainty is
+recalibrated (tasks ``stage1-calibrate-fold<k>``; :func:`fit_sigma_calibration`): every
+training giant is predicted by the fold model that did not see it, exactly as in step 3, and
+its residual against its own Gaia M_pseudo gives, by variance matching per cell of apparent
+magnitude J0 and predicted absolute magnitude, the factor by which sigma_total is too small or
+large. Only giants far below the giant cut's boundary count, since for the others the cut,
+applied to the noisy Gaia parallax, truncates the Gaia error distribution (their Gaia
+parallaxes are biased low). The
+factors are saved in ``models/stage1/calibration.json`` and applied in :func:`stage1_kernel`
+before eq. 8, so ``parallax_nn_error``, ``parallax_combined`` and its error, and the distances
+all use the recalibrated sigma.
+
 Each fold model's dropout masks are drawn from a stream keyed by (seed, fold): the model is a
 fixed ensemble of T thinned networks, so a star's prediction depends only on its own inputs,
 never on the partitioning or the number of workers.
@@ -21,10 +33,13 @@ never on the partitioning or the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +59,7 @@ from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
 from bigcat.errors import InputError
+from bigcat.nn.calibration import binned_variance_matching_scales, quantile_edges
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
@@ -64,18 +80,218 @@ STAGE = "stage1"
 FEATURES = COLOUR_FEATURE_COLUMNS
 TARGET, TARGET_ERR = "m_pseudo", "m_pseudo_error"
 TABLE_COLUMNS = ["source_id", *FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
+#: The gathered sample: the training columns plus J0 for the sigma calibration (not part of
+#: the sample's fingerprint, so checkpoints trained before it was added stay current).
+SAMPLE_COLUMNS = [*TABLE_COLUMNS, "j0"]
 OUTPUT_COLUMNS = STAGE1_OUTPUT_COLUMNS
+CALIBRATION_FILE = "calibration.json"
+#: Version of the recalibration method; part of the calibration's identity.
+CALIBRATION_METHOD = "variance-matching-j0-mj-v1"
+#: Range the per-bin factors are clipped to.
+CALIBRATION_LIMITS = (0.5, 3.0)
+
+
+def _bin_index(edges: tuple[float, ...], x: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="right")
+
+
+@dataclass(frozen=True)
+class SigmaCalibration:
+    """Factors for the stage-1 NN uncertainty per bin of apparent and predicted absolute
+    magnitude.
+
+    A star with dereddened apparent magnitude J0 whose network M_pseudo is ``m_nn`` (predicted
+    absolute magnitude M_J = 5 log10(m_nn / 100), :func:`predicted_abs_mag`) has its
+    sigma_total multiplied by the factor of its (J0 bin, M_J bin) cell. J0 stands for the noise
+    of the star's photometry, which the network's sigma (a function of the colours alone)
+    cannot know; M_J for where on the giant branch the colours put it.
+
+    Attributes
+    ----------
+    j0_edges, mj_edges : tuple of float
+        Interior bin edges (mag), increasing; bin i is ``edges[i-1] <= x < edges[i]``, the
+        first and last bins open.
+    scales : tuple of float
+        The factor of each cell, row-major: cell (i, j) is ``scales[i * (len(mj_edges) + 1)
+        + j]`` for J0 bin i and M_J bin j.
+    info : dict
+        Provenance and diagnostics (rows used per cell, settings, key); not used to compute.
+    """
+
+    j0_edges: tuple[float, ...]
+    mj_edges: tuple[float, ...]
+    scales: tuple[float, ...]
+    info: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        n = (len(self.j0_edges) + 1) * (len(self.mj_edges) + 1)
+        if len(self.scales) != n:
+            raise ValueError(
+                f"{len(self.scales)} scales for {len(self.j0_edges)} J0 and "
+                f"{len(self.mj_edges)} M_J edges: need {n}."
+            )
+
+    def cell(self, m_nn: np.ndarray, j0: np.ndarray) -> np.ndarray:
+        """Cell index of each star (see ``scales``)."""
+        mj = predicted_abs_mag(m_nn)
+        j = _bin_index(self.j0_edges, np.asarray(j0, dtype=np.float64))
+        return j * (len(self.mj_edges) + 1) + _bin_index(self.mj_edges, mj)
+
+    def factor(self, m_nn: np.ndarray, j0: np.ndarray) -> np.ndarray:
+        """The factor for each star (NaN where ``m_nn`` or ``j0`` is NaN)."""
+        mj = predicted_abs_mag(m_nn)
+        j0 = np.asarray(j0, dtype=np.float64)
+        k = np.asarray(self.scales)[self.cell(m_nn, j0)]
+        return np.where(np.isnan(mj) | np.isnan(j0), np.nan, k)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (round-trips through :meth:`from_dict`)."""
+        return {
+            "j0_edges": list(self.j0_edges),
+            "mj_edges": list(self.mj_edges),
+            "scales": list(self.scales),
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SigmaCalibration:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            tuple(float(x) for x in data["j0_edges"]),
+            tuple(float(x) for x in data["mj_edges"]),
+            tuple(float(x) for x in data["scales"]),
+            dict(data.get("info", {})),
+        )
 
 
 @dataclass(frozen=True)
 class Stage1Params:
-    """What the inference kernel needs (sent to each worker once)."""
+    """What the inference kernel needs (sent to each worker once).
+
+    ``calibration`` (None = none) rescales the NN sigma, see :class:`SigmaCalibration`.
+    """
 
     models: tuple[TrainedModel, ...]
     prior: PriorTable
     n_passes: int
     seed: int
     n_folds: int
+    calibration: SigmaCalibration | None = None
+
+
+def predicted_abs_mag(m_nn: np.ndarray) -> np.ndarray:
+    """Absolute J magnitude from a pseudo-absolute magnitude: M_J = 5 log10(M_pseudo / 100).
+
+    (M_pseudo = parallax[mas] 10^(0.2 J0) = 100 x 10^(0.2 M_J).) Non-positive M_pseudo, which
+    the network may predict for the most luminous stars, gives -inf (the brightest bin); NaN
+    stays NaN.
+    """
+    m = np.asarray(m_nn, dtype=np.float64)
+    out = np.full(m.shape, -np.inf)
+    pos = m > 0
+    out[pos] = 5.0 * np.log10(m[pos] / 100.0)
+    out[np.isnan(m)] = np.nan
+    return out
+
+
+def untruncated_rows(
+    m_obs_error: np.ndarray,
+    m_bound: np.ndarray,
+    m_nn: np.ndarray,
+    m_nn_error: np.ndarray,
+    margin: float,
+) -> np.ndarray:
+    """Rows whose Gaia M_pseudo the giant cut does not truncate, judged from the prediction.
+
+    The cut keeps a star when its *observed* M_pseudo < ``m_bound``; where the true value lies
+    several sigma below the bound, (almost) no noise realisation is cut and the Gaia error is
+    an untruncated Gaussian. The true value is unknown, so the network's held-out prediction
+    stands in for it: a row counts when ``(m_bound - m_nn) / sqrt(m_nn_error^2 +
+    m_obs_error^2) > margin``. The prediction does not depend on the star's own Gaia noise,
+    so choosing rows by it does not bias that noise.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (np.asarray(m_bound) - np.asarray(m_nn)) / np.hypot(m_nn_error, m_obs_error)
+    return np.isfinite(t) & (t > margin)
+
+
+def fit_sigma_calibration(
+    m_obs: np.ndarray,
+    m_obs_error: np.ndarray,
+    m_bound: np.ndarray,
+    m_nn: np.ndarray,
+    m_nn_error: np.ndarray,
+    j0: np.ndarray,
+    n_j0_bins: int = 6,
+    n_mj_bins: int = 3,
+    margin: float = 3.0,
+    max_error_ratio: float = 5.0,
+    limits: tuple[float, float] = CALIBRATION_LIMITS,
+) -> SigmaCalibration:
+    """Factors that calibrate the NN's M_pseudo sigma against held-out Gaia M_pseudo.
+
+    For held-out stars, r = m_nn - m_obs has variance k^2 m_nn_error^2 + m_obs_error^2 when
+    the NN sigma is k times too small. k is estimated in each cell of equally populated bins
+    of apparent magnitude J0 and predicted absolute magnitude M_J (edges from the rows used)
+    by variance matching (:func:`bigcat.nn.calibration.variance_matching_scale`: the mean of
+    (r^2 - m_obs_error^2) / m_nn_error^2, residuals beyond 5 combined sigma left out), on the
+    rows that (a) the giant cut does not truncate (:func:`untruncated_rows`) and (b) have
+    ``m_obs_error < max_error_ratio * m_nn_error`` (rows whose Gaia error swamps the NN sigma
+    only add noise). Both choices depend on the prediction and the quoted errors, never on
+    the star's own Gaia noise, so they do not bias the residuals.
+
+    Parameters
+    ----------
+    m_obs, m_obs_error : array_like
+        Gaia M_pseudo (eq. 6) and its uncertainty.
+    m_bound : array_like
+        The giant cut's boundary in M_pseudo at each star's J0 - H0 (eq. 7).
+    m_nn, m_nn_error : array_like
+        The held-out network prediction and its sigma_total (M_pseudo units).
+    j0 : array_like
+        Dereddened apparent J magnitude.
+    n_j0_bins, n_mj_bins : int
+        Number of bins of J0 and of predicted M_J.
+    margin : float
+        See :func:`untruncated_rows`.
+    max_error_ratio : float
+        Rows with a larger Gaia-to-NN error ratio are not used.
+    limits : (float, float)
+        Each factor is clipped to this range; a cell with fewer than 20 rows gets 1.
+
+    Returns
+    -------
+    SigmaCalibration
+        Edges, factors and, in ``info``, the rows used per cell and the settings.
+    """
+    m_obs, m_obs_error, m_bound, m_nn, m_nn_error, j0 = (
+        np.asarray(a, dtype=np.float64) for a in (m_obs, m_obs_error, m_bound, m_nn, m_nn_error, j0)
+    )
+    use = untruncated_rows(m_obs_error, m_bound, m_nn, m_nn_error, margin)
+    with np.errstate(invalid="ignore"):
+        use &= np.isfinite(m_obs) & np.isfinite(j0) & (m_nn_error > 0)
+        use &= m_obs_error < max_error_ratio * m_nn_error
+    mj = predicted_abs_mag(m_nn)
+    j0_edges = tuple(quantile_edges(j0[use], n_j0_bins).tolist())
+    mj_edges = tuple(quantile_edges(mj[use], n_mj_bins).tolist())
+    n_cells = (len(j0_edges) + 1) * (len(mj_edges) + 1)
+    shape = SigmaCalibration(j0_edges, mj_edges, (1.0,) * n_cells)
+    idx = np.where(use, shape.cell(m_nn, j0), -1)
+    scales, counts = binned_variance_matching_scales(
+        m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, limits=limits
+    )
+    info = {
+        "method": CALIBRATION_METHOD,
+        "cells": "J0 bin (rows) x predicted M_J = 5 log10(m_nn / 100) bin (columns)",
+        "rows": int(len(m_nn)),
+        "rows_used": counts.tolist(),
+        "margin": margin,
+        "max_error_ratio": max_error_ratio,
+        "n_j0_bins": n_j0_bins,
+        "n_mj_bins": n_mj_bins,
+        "limits": list(limits),
+    }
+    return SigmaCalibration(j0_edges, mj_edges, tuple(scales.tolist()), info)
 
 
 def training_mask(df: pd.DataFrame) -> np.ndarray:
@@ -94,7 +310,7 @@ def sample_partitions(
     Besides features and target, each row carries ``m_pseudo_bound``: the giant cut's boundary
     in M_pseudo (eq. 7) at the star's dereddened J - H. The training sample was selected by
     ``m_pseudo < m_pseudo_bound`` on the noisy target, which the truncation-aware likelihood
-    takes into account.
+    takes into account. ``j0`` (dereddened J) is there for the sigma calibration.
     """
     cols = [
         "source_id",
@@ -115,10 +331,11 @@ def sample_partitions(
         df = df.loc[keep]
         j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
         df = df.assign(
-            m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept
+            m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept,
+            j0=df["j_m"] - df["a_j"],
         )
-        parts.append(df[TABLE_COLUMNS])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+        parts.append(df[SAMPLE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
 
 
 def fold_training_rows(source_id: np.ndarray, fold: int, n_folds: int) -> np.ndarray:
@@ -149,7 +366,9 @@ def train_fold(
 def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
     """Kernel: fold, NN and combined parallaxes, distances and absolute magnitudes.
 
-    Rows that are not quality giants with finite features get NaN (never dropped).
+    With ``params.calibration`` the NN's M_pseudo sigma is multiplied by its factor before
+    eq. 8, so every downstream column uses the recalibrated sigma. Rows that are not quality
+    giants with finite features get NaN (never dropped).
     """
     n = len(df)
     out = df.copy()
@@ -171,6 +390,8 @@ def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
         m_nn[rows] = pred.value
         m_nn_err[rows] = pred.sigma_total
     j0 = df["j_m"].to_numpy(np.float64) - df["a_j"].to_numpy(np.float64)
+    if params.calibration is not None:
+        m_nn_err = m_nn_err * params.calibration.factor(m_nn, j0)
     p_nn, p_nn_err = parallax_from_pseudo_magnitude(m_nn, m_nn_err, j0)
     p, p_err = combine_parallaxes(
         df["parallax_zp"].to_numpy(np.float64),
@@ -196,6 +417,105 @@ def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
         mag = df[BAND_MAG_COLUMN[band]].to_numpy(np.float64) - df[f"a_{band}"].to_numpy(np.float64)
         out[f"abs_{band}"] = mag - dm
     return out
+
+
+def heldout_prediction(
+    table: pd.DataFrame, model: TrainedModel, fold: int, n_folds: int, n_passes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Task body: fold ``fold``'s training-table rows predicted by the model that did not see them.
+
+    The same call as in :func:`stage1_kernel` (masks keyed by ``(seed, 1, fold)``), so these
+    are the predictions the catalogue gets for these stars.
+
+    Returns
+    -------
+    rows, value, sigma_total : numpy.ndarray
+        Positions in ``table`` and the prediction (M_pseudo units).
+    """
+    rows = np.flatnonzero(fold_of(table["source_id"].to_numpy(), n_folds) == fold)
+    X = table[list(FEATURES)].to_numpy(np.float64)[rows]
+    if len(rows) == 0:
+        return rows, np.empty(0), np.empty(0)
+    pred = mc_dropout_predict(model, X, n_passes=n_passes, seed=(seed, 1, fold))
+    return rows, pred.value, pred.sigma_total
+
+
+def calibration_key(
+    models: list[TrainedModel], sample_fp: str, n_passes: int, seed: int, settings: dict
+) -> str:
+    """Identity of a calibration: the models, their training sample and the settings."""
+    blob = json.dumps(
+        {
+            "method": CALIBRATION_METHOD,
+            "models": [m.training_fingerprint for m in models],
+            "sample": sample_fp,
+            "n_passes": n_passes,
+            "seed": seed,
+            "settings": settings,
+            "limits": list(CALIBRATION_LIMITS),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def calibrate_stage1(
+    client: Client,
+    table: pd.DataFrame,
+    models: list[TrainedModel],
+    config: Config,
+    models_dir: Path,
+    sample_fp: str,
+    force: bool = False,
+) -> SigmaCalibration:
+    """The NN-sigma calibration for these models: reused from ``calibration.json`` if current,
+    else measured on the held-out training giants (one task per fold) and saved."""
+    s = config.stage1
+    seed = config.process.seed
+    settings: dict[str, Any] = {
+        "n_j0_bins": s.calibration_j0_bins,
+        "n_mj_bins": s.calibration_mj_bins,
+        "margin": s.calibration_margin,
+        "max_error_ratio": s.calibration_max_error_ratio,
+    }
+    key = calibration_key(models, sample_fp, s.mc_passes, seed, settings)
+    path = models_dir / CALIBRATION_FILE
+    if not force and path.exists():
+        data = json.loads(path.read_text())
+        if data.get("info", {}).get("key") == key:
+            return SigmaCalibration.from_dict(data)
+    # a fresh key: the same table scattered just before for training (same content hash) may
+    # still be being released, and a reused key would lose its data under our tasks
+    [shared] = client.scatter([table], broadcast=False, hash=False)
+    tasks = [
+        (f"{STAGE}-calibrate-fold{k}", (shared, m, k, len(models), s.mc_passes, seed))
+        for k, m in enumerate(models)
+    ]
+    value = np.full(len(table), np.nan)
+    sigma = np.full(len(table), np.nan)
+    for rows, v, e in run_tasks(client, heldout_prediction, tasks, "stage1 calibrate"):
+        value[rows], sigma[rows] = v, e
+    cal = fit_sigma_calibration(
+        table[TARGET].to_numpy(np.float64),
+        table[TARGET_ERR].to_numpy(np.float64),
+        table["m_pseudo_bound"].to_numpy(np.float64),
+        value,
+        sigma,
+        table["j0"].to_numpy(np.float64),
+        **settings,
+    )
+    cal.info["key"] = key
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cal.to_dict(), indent=1))
+    os.replace(tmp, path)
+    logger.info(
+        "stage 1 sigma calibration: J0 edges %s, M_J edges %s, factors %s",
+        cal.j0_edges,
+        cal.mj_edges,
+        cal.scales,
+    )
+    return cal
 
 
 def summarise_stage1(df: pd.DataFrame) -> dict:
@@ -277,11 +597,13 @@ def run_stage1(
     seed: int,
     target_task_rows: int,
     extra_fingerprint: str,
+    calibration: SigmaCalibration | None = None,
 ) -> tuple[Catalog, dict]:
     """Inference over every partition (models broadcast once) into ``out_root``."""
-    params = Stage1Params(tuple(models), prior, n_passes, seed, len(models))
+    params = Stage1Params(tuple(models), prior, n_passes, seed, len(models), calibration)
     [shared] = client.scatter([params], broadcast=True)
-    fp = stage_fingerprint(catalog, extra=extra_fingerprint)
+    cal = None if calibration is None else calibration.to_dict() | {"info": None}
+    fp = stage_fingerprint(catalog, extra=extra_fingerprint, sigma_calibration=cal)
     summaries = map_partitions_to_files(
         client,
         catalog,
@@ -348,8 +670,9 @@ def load_models_if_current(
 
 def train_or_load_stage1(
     client: Client, catalog: Catalog, config: Config, models_dir: Path, force: bool = False
-) -> tuple[list[TrainedModel], dict]:
-    """Gather the training sample; reuse matching checkpoints or train the fold models."""
+) -> tuple[list[TrainedModel], SigmaCalibration | None, dict]:
+    """Gather the training sample; reuse matching checkpoints or train the fold models; then
+    the NN-sigma calibration (None with ``[stage1] recalibrate_sigma = false``)."""
     table = gather_training_sample(client, catalog, config.stage1.training_cap, config.photometry)
     if len(table) < 50 * config.stage1.n_folds:
         raise InputError(
@@ -357,7 +680,9 @@ def train_or_load_stage1(
             f"too few to train {config.stage1.n_folds} fold models. Give a larger catalogue."
         )
     tconf = train_config(config)
-    fp = sample_fingerprint(table) + ("-trunc" if config.stage1.truncation_likelihood else "")
+    fp = sample_fingerprint(table[TABLE_COLUMNS]) + (
+        "-trunc" if config.stage1.truncation_likelihood else ""
+    )
     models = None if force else load_models_if_current(models_dir, config.stage1.n_folds, fp, tconf)
     reused = models is not None
     if models is None:
@@ -370,14 +695,20 @@ def train_or_load_stage1(
             fp,
             truncation=config.stage1.truncation_likelihood,
         )
+    calibration = None
+    if config.stage1.recalibrate_sigma:
+        calibration = calibrate_stage1(client, table, models, config, models_dir, fp, force=force)
     info = {
         "training_rows": len(table),
         "sample_fingerprint": fp,
         "models_reused": reused,
         "val_loss": [round(float(m.metrics.get("best_val_loss", np.nan)), 4) for m in models],
         "epochs": [int(m.metrics.get("epochs_run", 0)) for m in models],
+        "sigma_calibration": None
+        if calibration is None
+        else [round(x, 3) for x in calibration.scales],
     }
-    return models, info
+    return models, calibration, info
 
 
 def load_prior(config: Config) -> PriorTable:

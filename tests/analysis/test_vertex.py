@@ -170,6 +170,9 @@ def test_fit_recovers_injected_vertex() -> None:
     assert 0.1 < r["acceptance_fraction"] < 0.6
     assert r["n_stars"] == 1500 and r["autocorr_time"] > 1
     assert 0.6 < r["weight_major"] < 0.9
+    assert r["start"] == "laplace" and r["n_stuck_walkers"] == 0
+    ml = r["max_likelihood"]
+    assert ml["em_converged"] and abs(ml["vertex_deg"] + 20.0) < 3.0 * r["vertex_err_deg"]
     np.testing.assert_allclose(r["mean_major_kms"], [10, -50, 0], atol=15)
     sig = np.sqrt(np.diag(r["cov_major_kms2"]))
     np.testing.assert_allclose(

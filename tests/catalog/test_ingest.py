@@ -239,3 +239,40 @@ def test_ingest_real_gaia_rows_from_fits(tmp_path, client):
         np.ma.getmaskarray(real["radial_velocity"]).sum()
     )
     assert set(got["astrometric_params_solved"]) == {31, 95}
+
+
+def test_catalogue_without_parquet_metadata_opens_in_lsdb(tmp_path, client, input_table):
+    """Intermediate stage outputs skip dataset/_metadata: the schema file equals hats' and
+    lsdb still reads every row; finalising again with it restores the file."""
+    import pyarrow.parquet as pq
+    from hats.io import write_parquet_metadata
+
+    from bigcat.catalog.store import finalize_catalog
+
+    expected, files = _write_three_formats(tmp_path, input_table)
+    root = tmp_path / "cat"
+    catalog = ingest(files, root, CONFIG, client)
+    assert (root / "dataset" / "_metadata").exists()
+    args = (root, catalog.pixels, "again", len(expected), {})
+    finalize_catalog(*args, parquet_metadata=False)
+    assert not (root / "dataset" / "_metadata").exists()
+    write_parquet_metadata(root, output_path=tmp_path / "ref")
+    ours = pq.read_schema(root / "dataset" / "_common_metadata")
+    assert ours.equals(pq.read_schema(tmp_path / "ref" / "dataset" / "_common_metadata"))
+    got = lsdb.read_hats(root).compute()
+    assert sorted(got["source_id"]) == sorted(expected["source_id"])
+    finalize_catalog(*args)
+    assert (root / "dataset" / "_metadata").exists()
+
+
+def test_partition_path_is_hats_layout() -> None:
+    from hats.io import paths as hats_paths
+    from hats.pixel_math.healpix_pixel import HealpixPixel
+
+    from bigcat.catalog.store import partition_path
+
+    rng = np.random.default_rng(3)
+    for order in range(0, 12):
+        for pixel in {0, 12 * 4**order - 1, *rng.integers(0, 12 * 4**order, 5).tolist()}:
+            ref = hats_paths.pixel_catalog_file(Path("/cat"), HealpixPixel(order, pixel))
+            assert str(partition_path("/cat", order, pixel)) == str(ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,16 @@ from bigcat.mock import MockParams, simulate_chunk
 from bigcat.nn.fit import TrainConfig, train_network
 from bigcat.photometry import run_photometry
 from bigcat.schema import COLOUR_FEATURE_COLUMNS
-from bigcat.stages.parallax import Stage1Params, fold_training_rows, stage1_kernel
+from bigcat.stages.parallax import (
+    SigmaCalibration,
+    Stage1Params,
+    fit_sigma_calibration,
+    fold_training_rows,
+    heldout_prediction,
+    predicted_abs_mag,
+    stage1_kernel,
+    untruncated_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +93,100 @@ def test_non_giants_get_nan_and_rows_are_kept(partition):
     assert (out.loc[g, "distance_pc"] < out.loc[g, "distance_pc_p84"]).all()
     # combined error is below both inputs (corrected eq. 10)
     assert (out.loc[g, "parallax_combined_error"] <= out.loc[g, "parallax_error"] + 1e-12).all()
+
+
+def test_predicted_abs_mag():
+    m = np.array([100.0, 1000.0, 10.0, 0.0, -3.0, np.nan])
+    np.testing.assert_allclose(predicted_abs_mag(m), [0.0, 5.0, -5.0, -np.inf, -np.inf, np.nan])
+
+
+def test_sigma_calibration_factor_and_round_trip():
+    # J0 bins (< 12, >= 12) x M_J bins (< -1, -1..0.5, >= 0.5)
+    cal = SigmaCalibration((12.0,), (-1.0, 0.5), (1.2, 0.9, 1.5, 0.7, 1.1, 2.0), {"rows": 3})
+    mj = np.array([-3.0, -1.0, 0.0, 0.5, 2.0, -3.0, 0.0, 2.0])
+    j0 = np.array([10.0, 10.0, 10.0, 10.0, 10.0, 12.0, 13.0, 14.0])
+    m = 100 * 10 ** (0.2 * mj)
+    np.testing.assert_allclose(cal.factor(m, j0), [1.2, 0.9, 0.9, 1.5, 1.5, 0.7, 1.1, 2.0])
+    np.testing.assert_allclose(
+        cal.factor(np.array([0.0, np.nan, 100.0]), np.array([13.0, 10.0, np.nan])),
+        [0.7, np.nan, np.nan],
+    )
+    back = SigmaCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal and back.info == {"rows": 3}
+    with pytest.raises(ValueError, match="need 6"):
+        SigmaCalibration((0.0,), (1.0, 2.0), (1.0,))
+
+
+def _truncated_sample(seed: int, n: int = 400_000):
+    """Held-out predictions whose sigma is k times too small, k larger for faint J0 (noisier
+    photometry) and for luminous giants, Gaia M_pseudo with its own noise, and the giant cut
+    applied to the noisy value (many faint rows truncated)."""
+    rng = np.random.default_rng(seed)
+    m_nn = rng.uniform(20.0, 120.0, n)  # M_J -3.5 .. +0.4
+    j0 = rng.uniform(9.0, 15.0, n)
+    s_nn = 0.12 * m_nn
+    k = np.where(j0 < 12, 0.8, 1.3) * np.where(predicted_abs_mag(m_nn) < -1.5, 1.2, 1.0)
+    m_true = m_nn + k * s_nn * rng.normal(size=n)
+    e = s_nn * rng.choice([0.3, 1.0, 2.0, 10.0], n)
+    m_obs = m_true + e * rng.normal(size=n)
+    bound = m_nn + rng.uniform(-0.5, 4.0, n) * np.hypot(k * s_nn, e)
+    keep = m_obs < bound
+    return (m_obs[keep], e[keep], bound[keep], m_nn[keep], s_nn[keep], j0[keep]), k[keep]
+
+
+def test_fit_sigma_calibration_recovers_factors_despite_the_cut():
+    args, k = _truncated_sample(0)
+    cal = fit_sigma_calibration(*args, n_j0_bins=4, n_mj_bins=4, margin=3.0)
+    assert len(cal.scales) == 16 and len(cal.j0_edges) == 3 and len(cal.mj_edges) == 3
+    assert sum(cal.info["rows_used"]) < len(k)
+    # cells that do not straddle a step of k: k is constant there and must be recovered
+    cell = cal.cell(args[3], args[5])
+    got, want = [], []
+    for c in range(16):
+        kc = k[cell == c]
+        if kc.min() == kc.max():
+            got.append(cal.scales[c])
+            want.append(kc[0])
+    assert len(got) >= 8
+    np.testing.assert_allclose(got, want, rtol=0.07)
+    # using every row, the truncated Gaia noise makes the factors come out too small
+    naive = fit_sigma_calibration(*args, n_j0_bins=4, n_mj_bins=4, margin=-np.inf)
+    ratio = np.mean(
+        [naive.scales[c] / k[cell == c][0] for c in range(16) if np.ptp(k[cell == c]) == 0]
+    )
+    assert ratio < 0.92
+
+
+def test_untruncated_rows_uses_the_prediction_margin():
+    e = np.array([1.0, 1.0, 1.0, np.nan])
+    rows = untruncated_rows(
+        e, np.array([10.0, 10.0, 10.0, 10.0]), np.array([0.0, 7.0, 5.0, 0.0]), np.full(4, 1.0), 3.0
+    )
+    np.testing.assert_array_equal(rows, [True, False, True, False])
+
+
+def test_kernel_applies_the_calibration(partition):
+    models = tuple(_marker_models(partition))
+    base = stage1_kernel(partition, Stage1Params(models, default_prior_table(), 5, 0, 8))
+    # M_J of fold k's value, 5 log10(k / 100), is < 2.5; giants' J0 in the mock are < 30
+    cal = SigmaCalibration((30.0,), (2.5,), (2.0, 3.0, 4.0, 5.0))
+    out = stage1_kernel(partition, Stage1Params(models, default_prior_table(), 5, 0, 8, cal))
+    g = base["parallax_nn"].notna() & (base["parallax_nn"] > 0)
+    assert g.sum() > 200
+    np.testing.assert_allclose(out.loc[g, "parallax_nn"], base.loc[g, "parallax_nn"])
+    np.testing.assert_allclose(
+        out.loc[g, "parallax_nn_error"], 2.0 * base.loc[g, "parallax_nn_error"], rtol=1e-12
+    )
+    assert (out.loc[g, "parallax_combined_error"] > base.loc[g, "parallax_combined_error"]).all()
+
+
+def test_heldout_prediction_uses_only_its_fold(partition):
+    models = _marker_models(partition)
+    table = partition.dropna(subset=list(COLOUR_FEATURE_COLUMNS)).reset_index(drop=True)
+    seen = np.zeros(len(table), int)
+    for k in range(8):
+        rows, value, sigma = heldout_prediction(table, models[k], k, 8, 5, 0)
+        np.testing.assert_allclose(value, float(k), atol=1e-4)
+        assert (fold_of(table["source_id"].to_numpy()[rows]) == k).all()
+        seen[rows] += 1
+    assert (seen == 1).all()

@@ -1,0 +1,131 @@
+"""Recalibration of a network's uncertainty on held-out stars (variance matching).
+
+MC dropout's spread and the network's variance output are both approximations of the
+predictive error; on stars the network never trained on, the residual against an independent
+noisy measurement tells how far off they are. If the quoted sigma is k times too small, the
+residual r = prediction - measurement of a held-out star has variance
+
+    Var(r) = k^2 sigma^2 + sigma_meas^2
+
+(the measurement's own error sigma_meas is independent of the prediction). Stage 2 measures
+one k against spectroscopic labels (:func:`variance_matching_scale`); stage 1 measures k per
+bin of apparent and predicted absolute magnitude against Gaia parallaxes
+(:func:`binned_variance_matching_scales`), on a subset where the selection does not truncate
+the measurement (see :mod:`bigcat.stages.parallax`).
+
+The estimate is the plain mean of (r^2 - sigma_meas^2) / sigma^2: an unbiased estimate of the
+mean squared pull (r - measurement noise) / sigma, which is what a calibrated sigma must bring
+to 1. (Inverse-variance weights would be more precise for a homogeneous sample, but they favour
+the stars with the smallest measurement errors; on stage 1's held-out giants those are bright,
+nearby stars whose sigma is overestimated, so a weighted k came out 20% low for the rest.) Each
+star's term has variance 2 (k^2 + sigma_meas^2 / sigma^2)^2, so rows whose measurement error
+swamps sigma add noise and little else: callers may leave them out (``max_error_ratio``).
+
+Pure numpy and deterministic (no random numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def variance_matching_scale(
+    residual: np.ndarray,
+    sigma: np.ndarray,
+    measurement_error: np.ndarray,
+    clip: float = 5.0,
+    limits: tuple[float, float] = (0.5, 2.0),
+    min_rows: int = 20,
+    max_error_ratio: float = np.inf,
+) -> float:
+    """The factor k that makes ``sigma`` calibrated: Var(residual) = k^2 sigma^2 + sigma_meas^2.
+
+    Parameters
+    ----------
+    residual : array_like
+        Prediction minus an independent measurement, for held-out stars.
+    sigma : array_like
+        The prediction's quoted uncertainty (> 0 to count).
+    measurement_error : array_like
+        The measurement's own uncertainty.
+    clip : float
+        Only rows with ``|residual| < clip * sqrt(sigma^2 + measurement_error^2)`` count (with
+        the quoted, unscaled sigma), so that a few wrong measurements or outliers do not decide
+        k.
+    limits : (float, float)
+        k is clipped to this range; the lower limit is returned when the estimated k^2 <= 0.
+    min_rows : int
+        With fewer usable rows than this, k cannot be measured and 1.0 is returned.
+    max_error_ratio : float
+        Only rows with ``measurement_error < max_error_ratio * sigma`` count (default: all).
+
+    Returns
+    -------
+    float
+        k, in ``limits``; 1.0 when it cannot be measured.
+    """
+    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, measurement_error))
+    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
+    with np.errstate(invalid="ignore"):
+        ok &= (np.abs(r) < clip * np.hypot(s, e)) & (e < max_error_ratio * s)
+    if ok.sum() < min_rows:
+        return 1.0
+    k2 = float(np.mean((r[ok] ** 2 - e[ok] ** 2) / s[ok] ** 2))
+    return float(np.clip(np.sqrt(k2), *limits)) if k2 > 0 else float(limits[0])
+
+
+def binned_variance_matching_scales(
+    residual: np.ndarray,
+    sigma: np.ndarray,
+    measurement_error: np.ndarray,
+    bin_index: np.ndarray,
+    n_bins: int,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`variance_matching_scale` in each bin of a precomputed bin index.
+
+    Parameters
+    ----------
+    residual, sigma, measurement_error : array_like
+        As for :func:`variance_matching_scale`.
+    bin_index : array_like of int
+        Bin of each row, 0..n_bins-1; rows outside that range are ignored.
+    n_bins : int
+        Number of bins.
+    **kwargs
+        Passed to :func:`variance_matching_scale` (``clip``, ``limits``, ``min_rows``,
+        ``max_error_ratio``).
+
+    Returns
+    -------
+    scales : numpy.ndarray, shape (n_bins,)
+        k per bin (1.0 where a bin has too few rows).
+    counts : numpy.ndarray of int, shape (n_bins,)
+        Rows per bin (before the clip).
+    """
+    idx = np.asarray(bin_index)
+    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, measurement_error))
+    scales = np.ones(n_bins)
+    counts = np.zeros(n_bins, dtype=np.int64)
+    for b in range(n_bins):
+        m = idx == b
+        counts[b] = int(m.sum())
+        scales[b] = variance_matching_scale(r[m], s[m], e[m], **kwargs)
+    return scales, counts
+
+
+def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Interior edges that split the finite ``values`` into ``n_bins`` equally populated bins.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_bins - 1,)
+        Increasing edges (duplicates removed, so possibly fewer); use with
+        :func:`numpy.searchsorted` (``side="right"``) to get bin indices 0..len(edges).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0 or n_bins < 2:
+        return np.empty(0)
+    q = np.quantile(v, np.arange(1, n_bins) / n_bins)
+    return np.unique(q)

@@ -1,0 +1,93 @@
+"""Variance-matching recalibration of network sigmas (bigcat.nn.calibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bigcat.nn.calibration import (
+    binned_variance_matching_scales,
+    quantile_edges,
+    variance_matching_scale,
+)
+
+
+def _residuals(rng, n, k, sigma, meas_err):
+    return rng.normal(0, 1, n) * k * sigma + rng.normal(0, 1, n) * meas_err
+
+
+def test_recovers_the_scale_with_small_measurement_errors():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    sigma = rng.uniform(0.1, 0.3, n)
+    err = rng.uniform(0.02, 0.1, n)
+    res = _residuals(rng, n, 1.4, sigma, err)
+    assert variance_matching_scale(res, sigma, err) == pytest.approx(1.4, rel=0.03)
+
+
+def test_max_error_ratio_drops_rows_that_only_add_noise():
+    """80% of rows have a measurement error 10x sigma: leaving them out (they carry almost no
+    information on k) makes the estimate several times more precise."""
+    n = 20_000
+    errors_cut, errors_all = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        sigma = np.full(n, 0.1)
+        err = np.where(rng.random(n) < 0.8, 1.0, 0.02)
+        res = _residuals(rng, n, 1.2, sigma, err)
+        kw = dict(limits=(0.1, 10.0), clip=50.0)
+        errors_cut.append(variance_matching_scale(res, sigma, err, max_error_ratio=5, **kw) - 1.2)
+        errors_all.append(variance_matching_scale(res, sigma, err, **kw) - 1.2)
+    assert np.sqrt(np.mean(np.square(errors_cut))) < 0.02
+    assert np.std(errors_all) > 3 * np.std(errors_cut)
+
+
+def test_limits_too_few_rows_and_clipping():
+    rng = np.random.default_rng(2)
+    n = 5_000
+    sigma = np.full(n, 0.2)
+    err = np.full(n, 0.05)
+    res = _residuals(rng, n, 1.0, sigma, err)
+    assert variance_matching_scale(res[:10], sigma[:10], err[:10]) == 1.0
+    assert variance_matching_scale(res[:10], sigma[:10], err[:10], min_rows=5) != 1.0
+    # residuals smaller than the measurement error alone: k^2 <= 0 -> the lower limit
+    assert variance_matching_scale(res * 0.01, sigma, np.full(n, 1.0)) == 0.5
+    big = _residuals(rng, n, 5.0, sigma, err)
+    assert variance_matching_scale(big, sigma, err, clip=50.0) == 2.0
+    assert variance_matching_scale(big, sigma, err, clip=50.0, limits=(0.5, 10.0)) == (
+        pytest.approx(5.0, rel=0.05)
+    )
+    # NaN rows and non-positive sigmas are ignored, outliers clipped
+    res2 = res.copy()
+    res2[:100] = np.nan
+    sig2 = sigma.copy()
+    sig2[100:200] = 0.0
+    res2[200:260] = 30.0
+    assert variance_matching_scale(res2, sig2, err) == pytest.approx(1.0, rel=0.04)
+
+
+def test_binned_scales_recover_each_bin_and_ignore_other_indices():
+    rng = np.random.default_rng(3)
+    n = 30_000
+    idx = rng.integers(-1, 4, n)  # -1: not used
+    k_true = np.array([0.8, 1.0, 1.3, 1.6])
+    sigma = rng.uniform(0.1, 0.2, n)
+    err = np.full(n, 0.03)
+    res = _residuals(rng, n, np.where(idx >= 0, k_true[idx], 5.0), sigma, err)
+    scales, counts = binned_variance_matching_scales(res, sigma, err, idx, 4)
+    np.testing.assert_allclose(scales, k_true, rtol=0.04)
+    np.testing.assert_array_equal(counts, [(idx == b).sum() for b in range(4)])
+    scales5, counts5 = binned_variance_matching_scales(res, sigma, err, idx, 5)
+    assert counts5[4] == 0 and scales5[4] == 1.0
+
+
+def test_quantile_edges_split_evenly():
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=10_001)
+    v[:50] = np.nan
+    edges = quantile_edges(v, 5)
+    assert len(edges) == 4 and np.all(np.diff(edges) > 0)
+    counts = np.bincount(np.searchsorted(edges, v[50:], side="right"), minlength=5)
+    assert counts.max() - counts.min() <= 5
+    assert len(quantile_edges(np.ones(100), 4)) == 1  # duplicates collapse
+    assert len(quantile_edges(v, 1)) == 0
