@@ -291,23 +291,20 @@ def run_analyses(client: Client, config: Config, run_dir: Path, log: RunLog, fin
     with log.stage("analyze-vertex") as rec:
         v = run_vertex(client, run_dir, config)
         rich = v.get("samples", {}).get("metal_rich", {}).get("fitted", {})
+        fits = [
+            f
+            for smp in v.get("samples", {}).values()
+            for f in (smp.get("fitted"), smp.get("zeroed"))
+            if isinstance(f, dict) and f.get("vertex_deg") is not None
+        ]
         rec.update(
             {
                 "metal_rich_fitted_deg": rich.get("vertex_deg"),
                 "metal_rich_fitted_err_deg": rich.get("vertex_err_deg"),
                 "n_stars": rich.get("n_stars"),
                 "partitions_read": v.get("partitions_read"),
-                "fits_converged": sum(
-                    bool(f.get("converged"))
-                    for smp in v.get("samples", {}).values()
-                    for f in (smp.get("fitted"), smp.get("zeroed"))
-                    if isinstance(f, dict)
-                ),
-                "fits": sum(
-                    isinstance(f, dict) and f.get("vertex_deg") is not None
-                    for smp in v.get("samples", {}).values()
-                    for f in (smp.get("fitted"), smp.get("zeroed"))
-                ),
+                "fits_converged": sum(bool(f.get("converged")) for f in fits),
+                "fits": len(fits),
             }
         )
         results["vertex"] = rec

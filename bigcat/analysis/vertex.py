@@ -400,7 +400,7 @@ def fit_vertex(
     em = em_deconvolve(post.v, post.cov, variant, p.prior)
     p0 = laplace_ball(em.theta, post, p.n_walkers, rng)
     start = "laplace"
-    if p0 is None or not np.all(np.isfinite(post(p0))):
+    if p0 is None:  # (laplace_ball returns only draws with a finite posterior)
         p0, start = _ball(em.theta, p.n_walkers, p.init_scatter, post, rng), "ball"
     sampler = emcee.EnsembleSampler(
         p.n_walkers, post.ndim, post, vectorize=True, moves=_moves(p.moves)
