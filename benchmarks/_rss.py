@@ -47,3 +47,22 @@ def peak_in(samples: dict, start: float = 0.0, end: float = float("inf")) -> lis
     return [
         max((r for t, r in s if start <= t <= end), default=float("nan")) for s in samples.values()
     ]
+
+
+def machine_speed() -> float:
+    """Seconds for a fixed workload (float64 matrix products, a pure-Python loop).
+
+    The machines these benchmarks ran on changed speed by up to 45% from hour to hour for the
+    same code; printing this before and after a run tells how fast the machine was.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(256, 256))
+    t0 = time.perf_counter()
+    for _ in range(600):
+        a = np.tanh(a @ a.T / 256.0)
+    total = 0
+    for i in range(10_000_000):
+        total += i % 7
+    return time.perf_counter() - t0

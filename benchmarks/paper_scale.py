@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _rss import peak_in, rss_samples, start_rss_sampler
+from _rss import machine_speed, peak_in, rss_samples, start_rss_sampler
 
 
 def main() -> None:
@@ -36,12 +36,14 @@ def main() -> None:
     run_dir = work / "run"
     config = Config().replace("process", default_mock_rows=args.rows)
     config = config.replace("cluster", n_workers=args.workers or None)
+    speed_before = machine_speed()
     t0 = time.time()
     with dask_client(config.cluster) as client:
         client.run(start_rss_sampler)
         result = process_with_client(config, client, None, run_dir)
         samples = client.run(rss_samples)
     total = time.time() - t0
+    speed_after = machine_speed()
     log = json.loads((run_dir / "run.json").read_text())
     workers = log["cluster"].get("n_workers")
     print(
@@ -69,6 +71,10 @@ def main() -> None:
     )
     for name, rec in result.analyses.items():
         print(f"{name}: {rec}")
+    print(
+        f"machine speed reference (benchmarks/_rss.py machine_speed, lower is faster): "
+        f"{speed_before:.2f} s before, {speed_after:.2f} s after the run"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -515,7 +516,12 @@ def analyze_vertex_cmd(
         angle, err = row["vertex_deg"], row["vertex_err_deg"]
         value = f"{angle:.2f} +/- {err:.2f} deg" if angle is not None else "not fitted"
         if angle is not None and not row.get("converged"):
-            value += " (chains NOT converged: see acceptance and tau in Table 3)"
+            mc = row.get("mcse_vertex_deg")
+            mc_text = f"{mc:.2f} deg" if mc is not None and math.isfinite(mc) else "unknown"
+            value += (
+                " (chains NOT converged by the tau rule; Monte-Carlo error of the angle "
+                f"{mc_text}; [vertex] n_steps sets the chain length)"
+            )
         lines.append(
             f"  {row['sample']:<10} {row['variant']:<6} ({row['feh_range']}, n = {row['n_stars']:,}): {value}"
         )

@@ -136,7 +136,8 @@ class ProcessConfig:
     target_task_rows
         Small neighbouring partitions are grouped into one Dask task of about this many rows
         (each partition is still written to its own file): fewer, larger tasks cost less
-        scheduling per row.
+        scheduling per row. A stage's kernel is called on at most this many rows at a time (a
+        larger partition is processed in pieces), which bounds a worker's memory.
     default_mock_rows
         Rows of the synthetic survey made when ``bigcat process`` is given no input.
     seed
@@ -198,6 +199,13 @@ class Stage1Config:
     calibration_max_error_ratio
         Only giants whose Gaia M_pseudo error is below this multiple of the NN sigma are used
         (the others add noise to the estimate and nothing else).
+    calibration_statistic
+        "variance" (default): each factor makes the mean squared held-out pull 1; "coverage":
+        each factor makes +-1 sigma hold 68.27% of the held-out residuals (a percentile, robust
+        to the heavy tails that red-clump and branch giants of the same colours give). On the
+        paper-size mock, "variance" gives combined-parallax pull sd 1.00-1.07 and 68% coverage
+        0.66-0.75 per bin of Gaia parallax/sigma; "coverage" gives 0.65-0.72 but sd 1.04-1.13
+        (benchmarks/README.md).
     """
 
     n_folds: int = 8
@@ -214,6 +222,7 @@ class Stage1Config:
     calibration_mj_bins: int = 3
     calibration_margin: float = 3.0
     calibration_max_error_ratio: float = 5.0
+    calibration_statistic: str = "variance"
 
     def __post_init__(self) -> None:
         for name in (
@@ -236,6 +245,11 @@ class Stage1Config:
             raise ConfigError(
                 f"stage1.calibration_max_error_ratio = {self.calibration_max_error_ratio}: "
                 "must be positive."
+            )
+        if self.calibration_statistic not in ("coverage", "variance"):
+            raise ConfigError(
+                f"stage1.calibration_statistic = {self.calibration_statistic!r}: must be "
+                '"coverage" or "variance".'
             )
 
 

@@ -53,18 +53,33 @@ def fair_pixel_cap(counts: np.ndarray, total_cap: int) -> int:
 
 
 def capped_sample(
-    source_id: np.ndarray, eligible: np.ndarray, cap: int, salt: int = 2
+    source_id: np.ndarray,
+    eligible: np.ndarray,
+    cap: int,
+    salt: int = 2,
+    group: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mask of at most ``cap`` eligible rows: those with the smallest hash of source_id.
+    """Mask of at most ``cap`` eligible rows (per ``group``, if given): those with the smallest
+    hash of source_id.
 
-    Depends only on the rows' source_ids, never on their order or partitioning.
+    Depends only on the rows' source_ids (and groups), never on their order or partitioning.
+    ``group`` (integer labels, e.g. the partition of each row) lets one call cap many
+    partitions at once, exactly as one call per partition would.
     """
     eligible = np.asarray(eligible, dtype=bool)
     keep = np.zeros(len(eligible), dtype=bool)
     idx = np.flatnonzero(eligible)
-    if len(idx) <= cap:
-        keep[idx] = True
+    g = np.zeros(len(idx), dtype=np.int64) if group is None else np.asarray(group)[idx]
+    if len(idx) == 0:
         return keep
+    h = splitmix64(np.asarray(source_id)[idx], salt)
+    order = np.lexsort((h, g))  # by group, then hash (stable: ties keep row order)
+    gs = g[order]
+    starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    keep[idx[order[rank < cap]]] = True
+    return keep
     h = splitmix64(np.asarray(source_id)[idx], salt)
     keep[idx[np.argsort(h, kind="stable")[:cap]]] = True
     return keep

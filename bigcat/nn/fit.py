@@ -407,8 +407,12 @@ def train_network(
     with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = HeteroscedasticMLP(d, config.hidden, config.dropout).to(dev)
+        # the fused kernel (CPU and CUDA) updates all parameters in one call per step
         opt = torch.optim.Adam(
-            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            net.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            fused=dev.type in ("cpu", "cuda"),
         )
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=config.lr_factor, patience=config.lr_patience
@@ -420,27 +424,30 @@ def train_network(
         best = math.inf
         best_state = copy.deepcopy(net.state_dict())
         best_epoch, stale = 0, 0
-        Xtr, ytr, etr, wtr, btr = train
         for epoch in range(1, config.max_epochs + 1):
             net.train()
             order = torch.randperm(n_train, generator=shuffle).to(dev)
-            total = 0.0
+            # shuffle once per epoch, then contiguous mini-batches (one gather per array and
+            # epoch instead of one per array and batch; the same batches)
+            Xtr, ytr, etr = (a[order] for a in train[:3])
+            wtr, btr = (None if a is None else a[order] for a in train[3:])
+            total = torch.zeros((), device=dev)
             for i in range(0, n_train, config.batch_size):
-                idx = order[i : i + config.batch_size]
-                value, log_var = net(Xtr[idx])
+                sl = slice(i, i + config.batch_size)
+                value, log_var = net(Xtr[sl])
                 loss = heteroscedastic_loss(
-                    ytr[idx],
-                    etr[idx],
+                    ytr[sl],
+                    etr[sl],
                     value,
                     log_var,
-                    None if wtr is None else wtr[idx],
-                    None if btr is None else btr[idx],
+                    None if wtr is None else wtr[sl],
+                    None if btr is None else btr[sl],
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-            train_hist.append(total / n_train)
+                total += loss.detach() * len(value)
+            train_hist.append(float(total) / n_train)
             val_loss = _evaluate(net, val, 65536)
             val_hist.append(val_loss)
             lr_hist.append(float(opt.param_groups[0]["lr"]))

@@ -437,6 +437,7 @@ TABLE3_COLUMNS = [
     "range_half_width_deg",
     "acceptance_fraction",
     "autocorr_time",
+    "mcse_vertex_deg",
     "converged",
     "truth_vertex_deg",
 ]
@@ -482,6 +483,7 @@ def table3_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "range_half_width_deg": 0.5 * (p99 - p1),
                     "acceptance_fraction": _num(fit.get("acceptance_fraction")),
                     "autocorr_time": _num(fit.get("autocorr_time")),
+                    "mcse_vertex_deg": _num(fit.get("mcse_vertex_deg")),
                     "converged": fit.get("converged"),
                     "truth_vertex_deg": _num((truth.get(name) or {}).get("vertex_deg")),
                 }
@@ -505,6 +507,7 @@ def write_table3(
         "range 1-99% (deg)",
         "acceptance",
         "tau",
+        "MC error (deg)",
         "converged",
         "injected (deg)",
     ]
@@ -534,6 +537,7 @@ def write_table3(
                     f"(± {fmt(r['range_half_width_deg'])})",
                     fmt(r["acceptance_fraction"], ".3f"),
                     fmt(r["autocorr_time"], ".1f"),
+                    fmt(r["mcse_vertex_deg"], ".2f"),
                     {True: "yes", False: "no"}.get(r["converged"], "-"),
                     fmt(r["truth_vertex_deg"], "g"),
                 ]

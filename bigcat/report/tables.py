@@ -263,6 +263,7 @@ def table3(data: RunData) -> ReportTable:
                 v.get("n_stars", (samples.get(name) or {}).get("n_stars")),
                 v.get("acceptance_fraction"),
                 v.get("autocorr_time"),
+                v.get("mcse_vertex_deg"),
                 None if v.get("converged") is None else ("yes" if v["converged"] else "no"),
             ]
             if truth:
@@ -276,6 +277,7 @@ def table3(data: RunData) -> ReportTable:
         "Stars",
         "Acceptance fraction",
         "Autocorrelation time (steps)",
+        "Monte-Carlo error of the angle (deg)",
         f"Converged (steps > {settings.get('converged_tau_factor', 20):g} tau)",
     ]
     if truth:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from distributed import Client
 
 from bigcat import __version__
@@ -59,7 +60,7 @@ from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
 from bigcat.errors import InputError
-from bigcat.nn.calibration import binned_variance_matching_scales, quantile_edges
+from bigcat.nn.calibration import SCALE_STATISTICS, binned_scales, quantile_edges
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
@@ -86,7 +87,7 @@ SAMPLE_COLUMNS = [*TABLE_COLUMNS, "j0"]
 OUTPUT_COLUMNS = STAGE1_OUTPUT_COLUMNS
 CALIBRATION_FILE = "calibration.json"
 #: Version of the recalibration method; part of the calibration's identity.
-CALIBRATION_METHOD = "variance-matching-j0-mj-v1"
+CALIBRATION_METHOD = "heldout-matching-j0-mj-v2"
 #: Range the per-bin factors are clipped to.
 CALIBRATION_LIMITS = (0.5, 3.0)
 
@@ -227,14 +228,19 @@ def fit_sigma_calibration(
     margin: float = 3.0,
     max_error_ratio: float = 5.0,
     limits: tuple[float, float] = CALIBRATION_LIMITS,
+    statistic: str = "variance",
 ) -> SigmaCalibration:
     """Factors that calibrate the NN's M_pseudo sigma against held-out Gaia M_pseudo.
 
     For held-out stars, r = m_nn - m_obs has variance k^2 m_nn_error^2 + m_obs_error^2 when
     the NN sigma is k times too small. k is estimated in each cell of equally populated bins
     of apparent magnitude J0 and predicted absolute magnitude M_J (edges from the rows used)
-    by variance matching (:func:`bigcat.nn.calibration.variance_matching_scale`: the mean of
-    (r^2 - m_obs_error^2) / m_nn_error^2, residuals beyond 5 combined sigma left out), on the
+    by variance matching (``statistic="variance"``,
+    :func:`bigcat.nn.calibration.variance_matching_scale`: k^2 is the mean of
+    (r^2 - m_obs_error^2) / m_nn_error^2, residuals beyond 5 combined sigma left out) or
+    coverage matching (``"coverage"``, :func:`bigcat.nn.calibration.coverage_matching_scale`:
+    the 68.27th percentile of the same quantity, so +-sqrt(k^2 m_nn_error^2 + m_obs_error^2)
+    holds 68.27% of the residuals), on the
     rows that (a) the giant cut does not truncate (:func:`untruncated_rows`) and (b) have
     ``m_obs_error < max_error_ratio * m_nn_error`` (rows whose Gaia error swamps the NN sigma
     only add noise). Both choices depend on the prediction and the quoted errors, never on
@@ -258,6 +264,8 @@ def fit_sigma_calibration(
         Rows with a larger Gaia-to-NN error ratio are not used.
     limits : (float, float)
         Each factor is clipped to this range; a cell with fewer than 20 rows gets 1.
+    statistic : str
+        "coverage" or "variance" (see above).
 
     Returns
     -------
@@ -277,11 +285,14 @@ def fit_sigma_calibration(
     n_cells = (len(j0_edges) + 1) * (len(mj_edges) + 1)
     shape = SigmaCalibration(j0_edges, mj_edges, (1.0,) * n_cells)
     idx = np.where(use, shape.cell(m_nn, j0), -1)
-    scales, counts = binned_variance_matching_scales(
-        m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, limits=limits
+    if statistic not in SCALE_STATISTICS:
+        raise ValueError(f"statistic = {statistic!r}: must be one of {sorted(SCALE_STATISTICS)}.")
+    scales, counts = binned_scales(
+        m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, statistic, limits=limits
     )
     info = {
         "method": CALIBRATION_METHOD,
+        "statistic": statistic,
         "cells": "J0 bin (rows) x predicted M_J = 5 log10(m_nn / 100) bin (columns)",
         "rows": int(len(m_nn)),
         "rows_used": counts.tolist(),
@@ -324,18 +335,20 @@ def sample_partitions(
         "a_j",
         "a_h",
     ]
-    parts = []
-    for path in paths:
-        df = read_table_checked(Path(path), columns=cols).to_pandas()
-        keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap)
-        df = df.loc[keep]
-        j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
-        df = df.assign(
-            m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept,
-            j0=df["j_m"] - df["a_j"],
-        )
-        parts.append(df[SAMPLE_COLUMNS])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    if not paths:
+        return pd.DataFrame(columns=SAMPLE_COLUMNS)
+    # one read per file, then one frame: per-file pandas work was most of the cost
+    tables = [read_table_checked(Path(path), columns=cols) for path in paths]
+    group = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    df = pa.concat_tables(tables).to_pandas()
+    keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap, group=group)
+    df = df.loc[keep]
+    j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
+    df = df.assign(
+        m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept,
+        j0=df["j_m"] - df["a_j"],
+    )
+    return df[SAMPLE_COLUMNS].reset_index(drop=True)
 
 
 def fold_training_rows(source_id: np.ndarray, fold: int, n_folds: int) -> np.ndarray:
@@ -477,6 +490,7 @@ def calibrate_stage1(
         "n_mj_bins": s.calibration_mj_bins,
         "margin": s.calibration_margin,
         "max_error_ratio": s.calibration_max_error_ratio,
+        "statistic": s.calibration_statistic,
     }
     key = calibration_key(models, sample_fp, s.mc_passes, seed, settings)
     path = models_dir / CALIBRATION_FILE

@@ -1,11 +1,13 @@
 """The one way a per-partition stage runs: read a partition, apply a kernel, write it atomically.
 
 A stage gives a kernel ``f(df, params) -> df`` and a summariser ``g(df) -> dict`` (both pure,
-top-level, picklable). Partitions are grouped into tasks of about ``target_task_rows`` rows
-(task key ``<stage>-pix<first pixel>``); each output partition file carries the stage's
-fingerprint and its summary in the Parquet metadata, so a re-run skips finished partitions
-and still reports their row counts, and never reuses a partition made from other inputs or
-settings.
+top-level, picklable; the kernel row-wise, the summary additive: counts and sums). Partitions
+are grouped into tasks of about ``target_task_rows`` rows (task key ``<stage>-pix<first
+pixel>``); within a task the kernel sees at most that many rows per call, small partitions
+together and a large partition in pieces, so a worker's memory does not grow with the size of
+a partition. Each output partition file carries the stage's fingerprint and its summary in the
+Parquet metadata, so a re-run skips finished partitions and still reports their row counts, and
+never reuses a partition made from other inputs or settings.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from bigcat.catalog.healpix import MAX_ORDER
 from bigcat.catalog.ingest import group_pixels
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
+    FSYNC,
+    ROW_GROUP_ROWS,
     Catalog,
     finalize_catalog,
     partition_path,
@@ -42,14 +48,79 @@ Summariser = Callable[[pd.DataFrame], dict]
 
 
 def _finished_summary(path: Path, fingerprint: str) -> dict | None:
-    """The stored summary of an output partition made with ``fingerprint``, else None."""
+    """The stored summary of an output partition made with ``fingerprint``, else None.
+
+    Read from the file's key-value metadata (the summary is added when the file is closed,
+    after its last row group, so it is not part of the Arrow schema's metadata).
+    """
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = pq.read_metadata(path).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None
     if meta.get(FINGERPRINT_KEY, b"").decode() != fingerprint or SUMMARY_KEY not in meta:
         return None
     return json.loads(meta[SUMMARY_KEY])
+
+
+def merge_summaries(parts: Sequence[dict]) -> dict:
+    """Add up the summaries of pieces of one partition: numbers are summed, lists element by
+    element, dicts key by key (summarisers return counts and sums only)."""
+
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict):
+            return {k: add(a[k], b[k]) for k in a}
+        if isinstance(a, list):
+            return [add(x, y) for x, y in zip(a, b, strict=True)]
+        return a + b
+
+    out = parts[0]
+    for part in parts[1:]:
+        out = add(out, part)
+    return out
+
+
+class _PartitionWriter:
+    """One output partition written piece by piece to a temporary file, renamed into place
+    (with its fingerprint and summary in the file metadata) after the last piece."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.summaries: list[dict] = []
+
+    def write(self, part: pa.Table, summary: dict) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            meta = dict(part.schema.metadata or {})
+            meta[FINGERPRINT_KEY] = self.fingerprint.encode()
+            schema = part.schema.with_metadata(meta)
+            self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
+        if not part.schema.equals(self.writer.schema, check_metadata=False):
+            # a piece whose column is all null has Arrow type null; the file keeps the first's
+            part = part.cast(self.writer.schema)
+        self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+        self.summaries.append(summary)
+
+    def close(self) -> dict:
+        assert self.writer is not None
+        summary = merge_summaries(self.summaries)
+        try:
+            self.writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary).encode()})
+            self.writer.close()
+            if FSYNC:
+                with open(self.tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return summary
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def process_partition_group(
@@ -60,13 +131,17 @@ def process_partition_group(
     params: Any,
     summarise: Summariser,
     fingerprint: str,
+    chunk_rows: int = 60_000,
 ) -> list[dict]:
     """Task body: the kernel over a group of partitions, each written to its own file.
 
     Partitions already written with ``fingerprint`` are skipped (their stored summaries are
-    returned with ``computed: False``). The others are read, concatenated, passed through the
-    kernel in one call (kernels are row-wise, so this equals one call per partition and
-    amortises the per-call overhead over small partitions), split back by pixel and written.
+    returned with ``computed: False``). The others are read one at a time, cut into pieces of
+    at most ``chunk_rows`` rows, and consecutive pieces (of one or several partitions) go
+    through the kernel together, at most ``chunk_rows`` rows per call. Kernels are row-wise,
+    so this equals one call per partition; it amortises the per-call overhead over small
+    partitions and bounds a worker's memory whatever a partition's size (a dense bulge
+    partition is processed in pieces, each appended to its output file as row groups).
     """
     hint = f"It is a partition of the input catalogue {in_root}; rebuild it with `bigcat ingest`."
     results: dict[tuple[int, int], dict] = {}
@@ -77,9 +152,13 @@ def process_partition_group(
             results[(order, pixel)] = {**done, "computed": False}
         else:
             todo.append((order, pixel))
-    if todo:
-        tables = [read_table_checked(partition_path(in_root, o, p), rebuild=hint) for o, p in todo]
-        frame = pa.concat_tables(tables).to_pandas()
+    chunk_rows = max(int(chunk_rows), 1)
+    writers: dict[tuple[int, int], _PartitionWriter] = {}
+    # (partition, piece, first piece, last piece)
+    batch: list[tuple[tuple[int, int], pa.Table, bool, bool]] = []
+
+    def flush() -> None:
+        frame = pa.concat_tables([piece for _, piece, _, _ in batch]).to_pandas()
         out = kernel(frame, params)
         if len(out) != len(frame):
             raise RuntimeError(
@@ -87,19 +166,42 @@ def process_partition_group(
             )
         table = pa.Table.from_pandas(out, preserve_index=False)
         start = 0
-        for (order, pixel), t in zip(todo, tables, strict=True):
-            n = t.num_rows
-            summary = summarise(out.iloc[start : start + n])
-            part = table.slice(start, n)
-            meta = dict(part.schema.metadata or {})
-            meta[SUMMARY_KEY] = json.dumps(summary).encode()
-            write_table_atomic(
-                part.replace_schema_metadata(meta),
-                partition_path(out_root, order, pixel),
-                fingerprint,
-            )
-            results[(order, pixel)] = {**summary, "computed": True}
+        for key, piece, first, last in batch:
+            n = piece.num_rows
+            part, summary = table.slice(start, n), summarise(out.iloc[start : start + n])
             start += n
+            if first and last:  # a whole partition (the usual case): one write
+                meta = dict(part.schema.metadata or {})
+                meta[SUMMARY_KEY] = json.dumps(summary).encode()
+                path = partition_path(out_root, *key)
+                write_table_atomic(part.replace_schema_metadata(meta), path, fingerprint)
+                results[key] = {**summary, "computed": True}
+                continue
+            if key not in writers:
+                writers[key] = _PartitionWriter(partition_path(out_root, *key), fingerprint)
+            writers[key].write(part, summary)
+            if last:
+                results[key] = {**writers.pop(key).close(), "computed": True}
+        batch.clear()
+
+    try:
+        rows = 0
+        for order, pixel in todo:
+            t = read_table_checked(partition_path(in_root, order, pixel), rebuild=hint)
+            n = t.num_rows
+            starts = range(0, n, chunk_rows) if n else [0]
+            for a in starts:
+                piece = t.slice(a, chunk_rows)
+                if batch and rows + piece.num_rows > chunk_rows:
+                    flush()
+                    rows = 0
+                batch.append(((order, pixel), piece, a == 0, a + chunk_rows >= n))
+                rows += piece.num_rows
+        if batch:
+            flush()
+    finally:
+        for writer in writers.values():  # only after an error: partitions left unfinished
+            writer.abort()
     return [{"order": o, "pixel": p, **results[(o, p)]} for o, p in pixels]
 
 
@@ -147,6 +249,7 @@ def map_partitions_to_files(
         params=params,
         summarise=summarise,
         fingerprint=fingerprint,
+        chunk_rows=target_task_rows,
     )
     # Plain path comparison (both sides are built from out_root): resolving 12,288 paths
     # took 4 s, serially, in every stage.

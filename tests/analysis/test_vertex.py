@@ -169,6 +169,13 @@ def test_fit_recovers_injected_vertex() -> None:
     assert lo < r["vertex_percentiles_deg"]["p16"] < r["vertex_deg"] < hi
     assert 0.1 < r["acceptance_fraction"] < 0.6
     assert r["n_stars"] == 1500 and r["autocorr_time"] > 1
+    # Monte-Carlo error of the median angle from the angle's own autocorrelation time
+    n_eff = FAST.n_walkers * FAST.n_steps / r["autocorr_time_vertex"]
+    assert r["n_effective_vertex"] == pytest.approx(n_eff)
+    assert r["mcse_vertex_deg"] == pytest.approx(
+        np.sqrt(np.pi / 2) * r["vertex_err_deg"] / np.sqrt(n_eff)
+    )
+    assert 0 < r["mcse_vertex_deg"] < 0.2 * r["vertex_err_deg"]
     assert 0.6 < r["weight_major"] < 0.9
     assert r["start"] == "laplace" and r["n_stuck_walkers"] == 0
     ml = r["max_likelihood"]

@@ -42,3 +42,22 @@ def test_capped_sample_is_subset_and_order_free():
     perm = rng.permutation(1000)
     np.testing.assert_array_equal(capped_sample(ids[perm], eligible[perm], 100), keep[perm])
     assert capped_sample(ids, eligible, 10_000).sum() == eligible.sum()
+
+
+def test_capped_sample_per_group_equals_one_call_per_group():
+    rng = np.random.default_rng(2)
+    n = 3000
+    ids = rng.integers(0, 2**62, n)
+    eligible = rng.random(n) < 0.6
+    group = np.sort(rng.integers(0, 12, n))
+    group[group == 5] = 4  # an empty label in between
+    keep = capped_sample(ids, eligible, 40, group=group)
+    for g in np.unique(group):
+        m = group == g
+        np.testing.assert_array_equal(keep[m], capped_sample(ids[m], eligible[m], 40))
+    # groups need not be contiguous
+    perm = rng.permutation(n)
+    np.testing.assert_array_equal(
+        capped_sample(ids[perm], eligible[perm], 40, group=group[perm]), keep[perm]
+    )
+    assert not capped_sample(ids, np.zeros(n, bool), 40, group=group).any()

@@ -1,4 +1,4 @@
-"""Variance-matching recalibration of network sigmas (bigcat.nn.calibration)."""
+"""Variance- and coverage-matching recalibration of network sigmas (bigcat.nn.calibration)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bigcat.nn.calibration import (
-    binned_variance_matching_scales,
+    binned_scales,
+    coverage_matching_scale,
     quantile_edges,
     variance_matching_scale,
 )
@@ -74,11 +75,64 @@ def test_binned_scales_recover_each_bin_and_ignore_other_indices():
     sigma = rng.uniform(0.1, 0.2, n)
     err = np.full(n, 0.03)
     res = _residuals(rng, n, np.where(idx >= 0, k_true[idx], 5.0), sigma, err)
-    scales, counts = binned_variance_matching_scales(res, sigma, err, idx, 4)
+    scales, counts = binned_scales(res, sigma, err, idx, 4)
     np.testing.assert_allclose(scales, k_true, rtol=0.04)
     np.testing.assert_array_equal(counts, [(idx == b).sum() for b in range(4)])
-    scales5, counts5 = binned_variance_matching_scales(res, sigma, err, idx, 5)
+    scales5, counts5 = binned_scales(res, sigma, err, idx, 5)
     assert counts5[4] == 0 and scales5[4] == 1.0
+
+
+def test_coverage_matching_agrees_with_variance_matching_for_gaussian_residuals():
+    rng = np.random.default_rng(5)
+    n = 40_000
+    sigma = rng.uniform(0.1, 0.3, n)
+    err = rng.uniform(0.02, 0.2, n)
+    res = _residuals(rng, n, 1.3, sigma, err)
+    k = coverage_matching_scale(res, sigma, err)
+    assert k == pytest.approx(1.3, rel=0.03)
+    assert k == pytest.approx(variance_matching_scale(res, sigma, err), rel=0.03)
+    # the scaled intervals cover 68.27% by construction
+    covered = np.abs(res) <= np.hypot(k * sigma, err)
+    assert covered.mean() == pytest.approx(0.6827, abs=0.002)
+
+
+def test_coverage_matching_follows_the_core_of_heavy_tailed_residuals():
+    """Half the stars with sigma 1.6x too large, half 0.6x too small (an overlap of two
+    populations): variance matching lets the tail decide and over-covers; coverage matching
+    gives 68% coverage."""
+    rng = np.random.default_rng(6)
+    n = 60_000
+    sigma = np.full(n, 0.2)
+    err = np.full(n, 0.02)
+    k_true = np.where(rng.random(n) < 0.5, 0.6, 1.6)
+    res = _residuals(rng, n, k_true, sigma, err)
+    kv = variance_matching_scale(res, sigma, err, clip=50.0)
+    kc = coverage_matching_scale(res, sigma, err)
+    cov_v = (np.abs(res) <= np.hypot(kv * sigma, err)).mean()
+    cov_c = (np.abs(res) <= np.hypot(kc * sigma, err)).mean()
+    assert cov_v > 0.72
+    assert cov_c == pytest.approx(0.6827, abs=0.005)
+    assert kc < kv
+
+
+def test_coverage_matching_limits_and_bad_rows():
+    rng = np.random.default_rng(7)
+    n = 5_000
+    sigma = np.full(n, 0.2)
+    err = np.full(n, 0.05)
+    res = _residuals(rng, n, 1.0, sigma, err)
+    assert coverage_matching_scale(res[:10], sigma[:10], err[:10]) == 1.0
+    assert coverage_matching_scale(res * 0.01, sigma, np.full(n, 1.0)) == 0.5
+    res2 = res.copy()
+    res2[:100] = np.nan
+    res2[100:150] = 1e6  # 1% wild outliers move a percentile only slightly
+    assert coverage_matching_scale(res2, sigma, err) == pytest.approx(1.0, rel=0.04)
+    with pytest.raises(ValueError, match="coverage"):
+        coverage_matching_scale(res, sigma, err, coverage=1.0)
+    with pytest.raises(ValueError, match="statistic"):
+        binned_scales(res, sigma, err, np.zeros(n, int), 1, statistic="median")
+    scales, _ = binned_scales(res, sigma, err, np.zeros(n, int), 1, statistic="coverage")
+    assert scales[0] == pytest.approx(1.0, rel=0.05)
 
 
 def test_quantile_edges_split_evenly():
