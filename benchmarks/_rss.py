@@ -52,8 +52,11 @@ def peak_in(samples: dict, start: float = 0.0, end: float = float("inf")) -> lis
 def machine_speed() -> float:
     """Seconds for a fixed workload (float64 matrix products, a pure-Python loop).
 
-    The machines these benchmarks ran on changed speed by up to 45% from hour to hour for the
-    same code; printing this before and after a run tells how fast the machine was.
+    The machines these benchmarks ran on changed speed by up to 50% from hour to hour for the
+    same code. This measures one process with the other core idle, so it shows a slower core
+    but not a slowdown that appears only with both cores busy (seen on 2026-12-02: the same
+    vertex fits took 186 s and 286 s while this read 0.6-0.9 s); compare a stage whose work is
+    fixed, such as the vertex fits, across runs as well.
     """
     import numpy as np
 
