@@ -390,9 +390,9 @@ def fit_vertex(
         "ball"), ``max_likelihood`` (the EM optimum: vertex, weight, log-likelihood,
         iterations), ``autocorr_time`` (max over parameters, emcee ``tol=0``),
         ``autocorr_time_vertex``, ``n_effective_vertex`` (walkers x steps / tau of the angle)
-        and ``mcse_vertex_deg`` (Monte-Carlo error of the median angle), ``converged`` (n_steps > converged_tau_factor x
-        autocorr_time), the sampler settings, and posterior medians of ``weight_major``,
-        ``mean_{major,minor}_kms`` and ``cov_{major,minor}_kms2``.
+        and ``mcse_vertex_deg`` (Monte-Carlo error of the median angle), ``converged``
+        (n_steps > converged_tau_factor x autocorr_time), the sampler settings, and posterior
+        medians of ``weight_major``, ``mean_{major,minor}_kms`` and ``cov_{major,minor}_kms2``.
     """
     import emcee
 

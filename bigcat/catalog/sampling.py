@@ -69,9 +69,9 @@ def capped_sample(
     eligible = np.asarray(eligible, dtype=bool)
     keep = np.zeros(len(eligible), dtype=bool)
     idx = np.flatnonzero(eligible)
-    g = np.zeros(len(idx), dtype=np.int64) if group is None else np.asarray(group)[idx]
     if len(idx) == 0:
         return keep
+    g = np.zeros(len(idx), dtype=np.int64) if group is None else np.asarray(group)[idx]
     h = splitmix64(np.asarray(source_id)[idx], salt)
     order = np.lexsort((h, g))  # by group, then hash (stable: ties keep row order)
     gs = g[order]
@@ -79,7 +79,4 @@ def capped_sample(
     sizes = np.diff(np.r_[starts, len(order)])
     rank = np.arange(len(order)) - np.repeat(starts, sizes)
     keep[idx[order[rank < cap]]] = True
-    return keep
-    h = splitmix64(np.asarray(source_id)[idx], salt)
-    keep[idx[np.argsort(h, kind="stable")[:cap]]] = True
     return keep

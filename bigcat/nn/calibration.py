@@ -38,6 +38,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def _usable_rows(
+    residual: np.ndarray,
+    sigma: np.ndarray,
+    measurement_error: np.ndarray,
+    max_error_ratio: float,
+    clip: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(residual, sigma, measurement_error) as float64, only the rows that count: finite,
+    sigma > 0, measurement_error < max_error_ratio * sigma and |residual| < clip times the
+    combined (unscaled) sigma."""
+    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, measurement_error))
+    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
+    with np.errstate(invalid="ignore"):
+        ok &= e < max_error_ratio * s
+        if np.isfinite(clip):
+            ok &= np.abs(r) < clip * np.hypot(s, e)
+    return r[ok], s[ok], e[ok]
+
+
+def _scale(k2: float, limits: tuple[float, float]) -> float:
+    """k = sqrt(k2) clipped to ``limits``; the lower limit when k2 <= 0."""
+    return float(np.clip(np.sqrt(k2), *limits)) if k2 > 0 else float(limits[0])
+
+
 def variance_matching_scale(
     residual: np.ndarray,
     sigma: np.ndarray,
@@ -73,14 +97,10 @@ def variance_matching_scale(
     float
         k, in ``limits``; 1.0 when it cannot be measured.
     """
-    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, measurement_error))
-    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
-    with np.errstate(invalid="ignore"):
-        ok &= (np.abs(r) < clip * np.hypot(s, e)) & (e < max_error_ratio * s)
-    if ok.sum() < min_rows:
+    r, s, e = _usable_rows(residual, sigma, measurement_error, max_error_ratio, clip)
+    if len(r) < min_rows:
         return 1.0
-    k2 = float(np.mean((r[ok] ** 2 - e[ok] ** 2) / s[ok] ** 2))
-    return float(np.clip(np.sqrt(k2), *limits)) if k2 > 0 else float(limits[0])
+    return _scale(float(np.mean((r**2 - e**2) / s**2)), limits)
 
 
 def coverage_matching_scale(
@@ -112,15 +132,10 @@ def coverage_matching_scale(
     """
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage = {coverage}: must lie in (0, 1).")
-    r, s, e = (np.asarray(a, dtype=np.float64) for a in (residual, sigma, measurement_error))
-    ok = np.isfinite(r) & np.isfinite(s) & np.isfinite(e) & (s > 0)
-    with np.errstate(invalid="ignore"):
-        ok &= e < max_error_ratio * s
-    if ok.sum() < min_rows:
+    r, s, e = _usable_rows(residual, sigma, measurement_error, max_error_ratio)
+    if len(r) < min_rows:
         return 1.0
-    need = np.maximum(r[ok] ** 2 - e[ok] ** 2, 0.0) / s[ok] ** 2
-    k2 = float(np.quantile(need, coverage))
-    return float(np.clip(np.sqrt(k2), *limits)) if k2 > 0 else float(limits[0])
+    return _scale(float(np.quantile(np.maximum(r**2 - e**2, 0.0) / s**2, coverage)), limits)
 
 
 #: The per-cell statistics of :func:`binned_scales`.

@@ -60,7 +60,7 @@ from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
 from bigcat.errors import InputError
-from bigcat.nn.calibration import SCALE_STATISTICS, binned_scales, quantile_edges
+from bigcat.nn.calibration import binned_scales, quantile_edges
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
@@ -285,8 +285,6 @@ def fit_sigma_calibration(
     n_cells = (len(j0_edges) + 1) * (len(mj_edges) + 1)
     shape = SigmaCalibration(j0_edges, mj_edges, (1.0,) * n_cells)
     idx = np.where(use, shape.cell(m_nn, j0), -1)
-    if statistic not in SCALE_STATISTICS:
-        raise ValueError(f"statistic = {statistic!r}: must be one of {sorted(SCALE_STATISTICS)}.")
     scales, counts = binned_scales(
         m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, statistic, limits=limits
     )
