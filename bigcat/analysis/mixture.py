@@ -366,72 +366,219 @@ def _upper(m: np.ndarray) -> np.ndarray:
     return np.stack([m[..., i, j] for i, j in _UPPER], axis=-1)
 
 
+#: Stars per block of the compiled likelihood: the block's log-densities wait in a scratch
+#: buffer (4 kB) for the rare fix-up pass before they are summed.
+_KERNEL_BLOCK = 512
+# Constants of the vectorisable exp and log in ``_compiled_kernel``. ln 2 split so that
+# k * _LN2_HI is exact for |k| < 2^21 (fdlibm); the log's coefficients are fdlibm's e_log.c
+# (|error| < 1 ulp); the exp's polynomial is Taylor's to degree 13 on |r| <= ln(2)/2
+# (truncation < 0.05 ulp).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+_ROUND = 6755399441055744.0  # 1.5 * 2^52: x + _ROUND - _ROUND rounds x to an integer
+_EXP_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(14))
+_LOG_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+
+
 @lru_cache(maxsize=1)
 def _compiled_kernel() -> Callable[..., np.ndarray]:
     """The mixture log-likelihood as a compiled loop (numba, cached on disk).
 
-    One pass over stars per walker with every intermediate in registers: about 5x faster per
-    star x walker than the blocked numpy version (``benchmarks/vertex_fit.py``), which stays
-    as the reference (``log_likelihood(..., backend="numpy")``). The arithmetic is the same
-    closed-form 3x3 inverse and determinant; the sum over stars runs in star order, so the
-    result does not depend on the machine's thread count.
+    Per walker, the stars go in blocks of ``_KERNEL_BLOCK`` through a branch-free loop that
+    LLVM vectorises (AVX2/AVX-512: structure-of-arrays inputs, no Python division checks,
+    and exp and log written out as polynomials because numba has no vector libm without
+    Intel's SVML). For each star the loop forms the two components' ``x_k = -q_k / 2`` (q
+    the squared Mahalanobis distance under Sigma_k + C_i) and ``t_k = w_k (2 pi)^-3/2
+    det^-1/2``, and stores ``ln p = x_m + ln(t_m + t_o exp(x_o - x_m))`` with m the
+    component of larger x
+    (the log-sum-exp form: one exp and one log per star, and nothing underflows unless
+    ``t_m`` itself is tiny). Stars where a determinant is not positive or the sum is not in
+    (1e-250, inf) are marked NaN; a second pass, run only for blocks with a mark, recomputes
+    them with libm's exp and log (-inf for the walker if a determinant is not positive).
+    The block's values are then added into eight partial sums in a fixed order, so the
+    result does not depend on the machine's thread count or on the run.
+
+    Measured on one core of the AMD EPYC development machine (AVX-512; 4,200 stars, 48
+    walkers, the other core in use): about 230 M star x walker evaluations/s for the kernel
+    alone and 150-210 M/s through ``MixturePosterior`` (``benchmarks/vertex_fit.py``, which
+    adds the prior and the unpacking), against 25-35 M/s for the previous scalar loop with a
+    data-dependent branch; a ``fit_vertex`` run at the default chain settings went from 42 s
+    to 12-14 s. The blocked numpy version stays as the reference
+    (``log_likelihood(..., backend="numpy")``): relative differences of the summed
+    log-likelihood up to 7e-15 on random walkers (1e-14 for the previous loop); the
+    polynomial exp and log are within 1.01 ulp of the correctly rounded values.
     """
     from numba import njit
 
     log_2pi3 = 3.0 * LOG_2PI
+    # No reassoc (it would fold the rounding trick and reorder the sums), no nnan/ninf.
     _FAST = {"contract", "arcp", "afn", "nsz"}
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _EXP_TAYLOR
+    lg1, lg2, lg3, lg4, lg5, lg6, lg7 = _LOG_LG
+    block = _KERNEL_BLOCK
 
-    @njit(cache=True, nogil=True, inline="always", fastmath=_FAST)
-    def component(mu, sig, v, c):  # (Mahalanobis^2, det) of v under N(mu, sig + c)
-        a = sig[0] + c[0]
-        b = sig[1] + c[1]
-        g = sig[2] + c[2]
-        d = sig[3] + c[3]
-        e = sig[4] + c[4]
-        f = sig[5] + c[5]
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
+    def exp_neg(x):  # exp(x) for x <= 0 (NaN -> anything): 0 below -708 (libm: < 3.4e-308)
+        xc = x if x > -708.0 else -708.0
+        kf = (xc * _LOG2E + _ROUND) - _ROUND  # round(x / ln 2)
+        r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+        p = c13 * r + c12
+        p = p * r + c11
+        p = p * r + c10
+        p = p * r + c9
+        p = p * r + c8
+        p = p * r + c7
+        p = p * r + c6
+        p = p * r + c5
+        p = p * r + c4
+        p = p * r + c3
+        p = p * r + c2
+        p = p * r + c1
+        p = p * r + c0
+        scale = np.int64((np.int64(kf) + 1023) << 52).view(np.float64)  # 2^k
+        y = p * scale
+        return y if x >= -708.0 else 0.0
+
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
+    def log_pos(x):  # ln x for positive normal finite x (fdlibm e_log.c, 64-bit form)
+        ix = np.float64(x).view(np.int64) + np.int64((0x3FF00000 - 0x3FE6A09E) << 32)
+        k = (ix >> 52) - 1023
+        m = np.int64((ix & 0x000F_FFFF_FFFF_FFFF) + 0x3FE6A09E00000000).view(np.float64)
+        f = m - 1.0  # x = 2^k (1 + f), sqrt(1/2) <= 1 + f < sqrt(2)
+        hfsq = 0.5 * f * f
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        r = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7))) + w * (lg2 + w * (lg4 + w * lg6))
+        dk = np.float64(k)
+        return s * (hfsq + r) + dk * _LN2_LO - hfsq + f + dk * _LN2_HI
+
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
+    def component(mu, sig, v0, v1, v2, e0, e1, e2, e3, e4, e5):  # (Mahalanobis^2, det)
+        a = sig[0] + e0
+        b = sig[1] + e1
+        g = sig[2] + e2
+        d = sig[3] + e3
+        e = sig[4] + e4
+        f = sig[5] + e5
         ca = d * f - e * e
         cb = g * e - b * f
         cc = b * e - g * d
         det = a * ca + b * cb + g * cc
-        r0 = v[0] - mu[0]
-        r1 = v[1] - mu[1]
-        r2 = v[2] - mu[2]
+        r0 = v0 - mu[0]
+        r1 = v1 - mu[1]
+        r2 = v2 - mu[2]
         quad = (
             ca * r0 * r0
             + (a * f - g * g) * r1 * r1
             + (a * d - b * b) * r2 * r2
             + 2.0 * (cb * r0 * r1 + cc * r0 * r2 + (b * g - a * e) * r1 * r2)
         )
-        return quad / det, det
+        return quad, det
 
-    @njit(cache=True, nogil=True, fastmath=_FAST)
-    def kernel(ln_w, mu, sig, v, c):  # (W, 2), (W, 2, 3), (W, 2, 6), (N, 3), (N, 6)
-        n_walk, n_star = mu.shape[0], v.shape[0]
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+    def kernel(ln_w, mu, sig, v, c):  # (W, 2), (W, 2, 3), (W, 2, 6), (3, N), (6, N)
+        n_walk, n_star = mu.shape[0], v.shape[1]
         out = np.empty(n_walk)
+        lp = np.empty(block)
+        acc = np.empty(8)
         for w in range(n_walk):
-            # Densities as w_k exp(-q/2) / sqrt(det): 2 exp + 1 log per star; the log-sum-exp
-            # form (exact for any q) only where both terms underflow.
+            # Parameters as tuples: registers, not loads the stores to lp might alias.
+            mu0 = (mu[w, 0, 0], mu[w, 0, 1], mu[w, 0, 2])
+            mu1 = (mu[w, 1, 0], mu[w, 1, 1], mu[w, 1, 2])
+            sig0 = (
+                sig[w, 0, 0],
+                sig[w, 0, 1],
+                sig[w, 0, 2],
+                sig[w, 0, 3],
+                sig[w, 0, 4],
+                sig[w, 0, 5],
+            )
+            sig1 = (
+                sig[w, 1, 0],
+                sig[w, 1, 1],
+                sig[w, 1, 2],
+                sig[w, 1, 3],
+                sig[w, 1, 4],
+                sig[w, 1, 5],
+            )
             s0 = np.exp(ln_w[w, 0] - 0.5 * log_2pi3)
             s1 = np.exp(ln_w[w, 1] - 0.5 * log_2pi3)
-            total = 0.0
-            for i in range(n_star):
-                q0, d0 = component(mu[w, 0], sig[w, 0], v[i], c[i])
-                q1, d1 = component(mu[w, 1], sig[w, 1], v[i], c[i])
-                if not (d0 > 0.0 and d1 > 0.0):
-                    total = -np.inf
+            acc[:] = 0.0
+            dead = False
+            for start in range(0, n_star, block):
+                nb = min(block, n_star - start)
+                v0, v1, v2 = v[0, start:], v[1, start:], v[2, start:]
+                e0, e1, e2, e3, e4, e5 = (
+                    c[0, start:],
+                    c[1, start:],
+                    c[2, start:],
+                    c[3, start:],
+                    c[4, start:],
+                    c[5, start:],
+                )
+                n_bad = 0
+                for j in range(nb):  # branch-free: vectorised
+                    q0, d0 = component(
+                        mu0, sig0, v0[j], v1[j], v2[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]
+                    )
+                    q1, d1 = component(
+                        mu1, sig1, v0[j], v1[j], v2[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]
+                    )
+                    i0 = 1.0 / d0
+                    i1 = 1.0 / d1
+                    x0 = -0.5 * q0 * i0
+                    x1 = -0.5 * q1 * i1
+                    t0 = s0 * np.sqrt(i0)
+                    t1 = s1 * np.sqrt(i1)
+                    first = x0 >= x1
+                    xm = x0 if first else x1
+                    p = (t0 if first else t1) + (t1 if first else t0) * exp_neg(-abs(x0 - x1))
+                    ok = (d0 > 0.0) & (d1 > 0.0) & (p > 1e-250) & (p < np.inf)
+                    lq = log_pos(p if ok else 1.0) + xm
+                    lp[j] = lq if ok else np.nan
+                    n_bad += 0 if ok else 1
+                for j in range(nb if n_bad else 0):  # rare fix-up: exact log-sum-exp
+                    if not np.isnan(lp[j]):
+                        continue
+                    q0, d0 = component(
+                        mu0, sig0, v0[j], v1[j], v2[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]
+                    )
+                    q1, d1 = component(
+                        mu1, sig1, v0[j], v1[j], v2[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]
+                    )
+                    if not (d0 > 0.0 and d1 > 0.0):
+                        dead = True
+                        break
+                    l0 = ln_w[w, 0] - 0.5 * (q0 / d0 + np.log(d0) + log_2pi3)
+                    l1 = ln_w[w, 1] - 0.5 * (q1 / d1 + np.log(d1) + log_2pi3)
+                    hi, lo = max(l0, l1), min(l0, l1)
+                    if hi == -np.inf:
+                        dead = True
+                        break
+                    lp[j] = hi + np.log1p(np.exp(lo - hi))
+                if dead:
                     break
-                p = s0 * np.exp(-0.5 * q0) / np.sqrt(d0) + s1 * np.exp(-0.5 * q1) / np.sqrt(d1)
-                if p > 1e-250:
-                    total += np.log(p)
-                    continue
-                l0 = ln_w[w, 0] - 0.5 * (q0 + np.log(d0) + log_2pi3)
-                l1 = ln_w[w, 1] - 0.5 * (q1 + np.log(d1) + log_2pi3)
-                hi, lo = max(l0, l1), min(l0, l1)
-                if hi == -np.inf:
-                    total = -np.inf
-                    break
-                total += hi + np.log1p(np.exp(lo - hi))
-            out[w] = total
+                j = 0
+                while j + 8 <= nb:  # fixed-order partial sums
+                    for k in range(8):
+                        acc[k] += lp[j + k]
+                    j += 8
+                for k in range(nb - j):
+                    acc[k] += lp[j + k]
+            total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + (
+                (acc[4] + acc[5]) + (acc[6] + acc[7])
+            )
+            out[w] = -np.inf if dead else total
         return out
 
     return kernel  # type: ignore[no-any-return]
@@ -442,6 +589,27 @@ def _log_weights(weight: np.ndarray) -> np.ndarray:
     u = 2.0 * weight - 1.0  # = sigmoid(logit_weight)
     with np.errstate(divide="ignore"):
         return np.stack([np.log1p(u), np.log1p(-u)], axis=-1) - math.log(2.0)
+
+
+def _star_arrays(v: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stars as the compiled kernel reads them: structure of arrays, v (3, N) and the 6
+    upper covariance elements (6, N)."""
+    return (
+        np.ascontiguousarray(np.asarray(v, dtype=float).T),
+        np.stack([np.asarray(cov[:, i, j], dtype=float) for i, j in _UPPER]),
+    )
+
+
+def _compiled_log_likelihood(
+    state: MixtureState, stars: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """:func:`log_likelihood` with the compiled kernel, on stars from :func:`_star_arrays`."""
+    return _compiled_kernel()(
+        np.ascontiguousarray(_log_weights(np.asarray(state.weight, dtype=float))),
+        np.ascontiguousarray(state.means, dtype=float),
+        np.ascontiguousarray(_upper(state.covs)),
+        *stars,
+    )
 
 
 def log_likelihood(
@@ -465,16 +633,9 @@ def log_likelihood(
     numpy.ndarray, shape (W,)
         ``sum_i ln[f N(v_i | mu_1, Sigma_1 + C_i) + (1 - f) N(v_i | mu_2, Sigma_2 + C_i)]``.
     """
-    ln_w = _log_weights(np.asarray(state.weight, dtype=float))
     if backend == "numba":
-        kernel = _compiled_kernel()
-        return kernel(
-            np.ascontiguousarray(ln_w),
-            np.ascontiguousarray(state.means, dtype=float),
-            np.ascontiguousarray(_upper(state.covs)),
-            np.ascontiguousarray(v, dtype=float),
-            np.ascontiguousarray(_upper(cov)),
-        )
+        return _compiled_log_likelihood(state, _star_arrays(v, cov))
+    ln_w = _log_weights(np.asarray(state.weight, dtype=float))
     if backend != "numpy":
         raise ConfigError(f"backend = {backend!r}: must be 'numba' or 'numpy'.")
     n_walk, n_star = ln_w.shape[0], v.shape[0]
@@ -518,6 +679,7 @@ class MixturePosterior:
     ) -> None:
         _check_variant(variant)
         self.v, self.cov = check_velocities(v, cov)
+        self._stars = _star_arrays(self.v, self.cov)  # laid out once, not at every call
         self.variant = variant
         self.prior = prior or MixturePrior()
         self.ndim = n_params(variant)
@@ -528,7 +690,7 @@ class MixturePosterior:
         lp = log_prior(t, self.variant, self.prior)
         ok = np.isfinite(lp)
         if ok.any():
-            lp[ok] += log_likelihood(unpack(t[ok], self.variant), self.v, self.cov)
+            lp[ok] += _compiled_log_likelihood(unpack(t[ok], self.variant), self._stars)
         return np.where(np.isnan(lp), -np.inf, lp)
 
 

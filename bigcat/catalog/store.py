@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ FINGERPRINT_KEY = b"bigcat.fingerprint"
 BIGCAT_PROPERTIES = "bigcat.json"
 #: fsync each file before the rename (survives power loss, not only killed processes; slower).
 FSYNC = os.environ.get("BIGCAT_FSYNC", "0") == "1"
-#: Rows per Parquet row group in partition files.
-ROW_GROUP_ROWS = 100_000
+#: Rows per Parquet row group in partition files: the unit a stage reads at a time
+#: (:func:`iter_table_pieces`), so a dense partition never has to sit in memory whole.
+ROW_GROUP_ROWS = 20_000
 
 
 def partition_path(root: str | Path, order: int, pixel: int) -> Path:
@@ -132,15 +134,57 @@ def read_table_checked(path: Path, columns: list[str] | None = None, rebuild: st
         How to rebuild the file, quoted in the error message.
     """
     try:
-        table = pq.read_table(path, columns=columns)
-    except FileNotFoundError as exc:
-        raise CatalogError(f"{path}: partition file is missing. {rebuild}".strip()) from exc
-    except (OSError, pa.ArrowInvalid, pa.ArrowException) as exc:
-        raise CatalogError(
-            f"{path}: cannot read this partition file ({exc}); it is corrupted or truncated. "
-            f"Delete it and run the same command again to rebuild it. {rebuild}".strip()
-        ) from exc
-    return table
+        pf = pq.ParquetFile(path)
+        if columns is not None:
+            names = set(pf.schema_arrow.names)
+            missing = [c for c in columns if c not in names]
+            if missing:  # ParquetFile.read would silently leave them out
+                raise CatalogError(
+                    f"{path}: no column(s) {', '.join(missing)} in this partition file (it has "
+                    f"{len(names)} columns). {rebuild}".strip()
+                )
+        # ParquetFile rather than pq.read_table: the same table, without the dataset layer's
+        # per-call set-up (0.75 against 1.9 ms for a small partition, a few columns)
+        return pf.read(columns=columns, use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc, rebuild) from exc
+
+
+def _unreadable(path: Path, exc: Exception, rebuild: str) -> CatalogError:
+    """The error for a partition file that is missing, corrupted or truncated."""
+    if isinstance(exc, FileNotFoundError):
+        return CatalogError(f"{path}: partition file is missing. {rebuild}".strip())
+    return CatalogError(
+        f"{path}: cannot read this partition file ({exc}); it is corrupted or truncated. "
+        f"Delete it and run the same command again to rebuild it. {rebuild}".strip()
+    )
+
+
+def iter_table_pieces(
+    path: Path, max_rows: int, rebuild: str = ""
+) -> Iterator[tuple[pa.Table, bool, bool]]:
+    """One Parquet file as consecutive pieces of at most ``max_rows`` rows, read row group by
+    row group, so memory holds about one piece and one row group, not the whole file.
+
+    Yields ``(piece, first, last)``; an empty file gives one empty piece (with the file's
+    schema) that is both first and last. Errors as for :func:`read_table_checked`.
+    """
+    max_rows = max(int(max_rows), 1)
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        batches = pf.iter_batches(batch_size=max_rows, use_threads=False)
+        pending = next(batches, None)
+        if pending is None:
+            yield schema.empty_table(), True, True
+            return
+        first = True
+        for batch in batches:
+            yield pa.Table.from_batches([pending], schema), first, False
+            pending, first = batch, False
+        yield pa.Table.from_batches([pending], schema), first, True
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc, rebuild) from exc
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from bigcat.catalog.store import (
     ROW_GROUP_ROWS,
     Catalog,
     finalize_catalog,
+    iter_table_pieces,
     partition_path,
-    read_table_checked,
     write_table_atomic,
 )
 from bigcat.stages.tasks import run_tasks
@@ -136,8 +136,8 @@ def process_partition_group(
     """Task body: the kernel over a group of partitions, each written to its own file.
 
     Partitions already written with ``fingerprint`` are skipped (their stored summaries are
-    returned with ``computed: False``). The others are read one at a time, cut into pieces of
-    at most ``chunk_rows`` rows, and consecutive pieces (of one or several partitions) go
+    returned with ``computed: False``). The others are read one at a time, row group by row
+    group, in pieces of at most ``chunk_rows`` rows (:func:`bigcat.catalog.store.iter_table_pieces`), and consecutive pieces (of one or several partitions) go
     through the kernel together, at most ``chunk_rows`` rows per call. Kernels are row-wise,
     so this equals one call per partition; it amortises the per-call overhead over small
     partitions and bounds a worker's memory whatever a partition's size (a dense bulge
@@ -187,15 +187,12 @@ def process_partition_group(
     try:
         rows = 0
         for order, pixel in todo:
-            t = read_table_checked(partition_path(in_root, order, pixel), rebuild=hint)
-            n = t.num_rows
-            starts = range(0, n, chunk_rows) if n else [0]
-            for a in starts:
-                piece = t.slice(a, chunk_rows)
+            path = partition_path(in_root, order, pixel)
+            for piece, first, last in iter_table_pieces(path, chunk_rows, rebuild=hint):
                 if batch and rows + piece.num_rows > chunk_rows:
                     flush()
                     rows = 0
-                batch.append(((order, pixel), piece, a == 0, a + chunk_rows >= n))
+                batch.append(((order, pixel), piece, first, last))
                 rows += piece.num_rows
         if batch:
             flush()

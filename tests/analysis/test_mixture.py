@@ -57,9 +57,10 @@ def test_likelihood_matches_scipy(variant: str) -> None:
 def test_likelihood_blocks_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
     v, err = _data(101, seed=3)
     state = mx.unpack(_random_theta("fitted", 7, seed=4), "fitted")
-    ref = mx.log_likelihood(state, v, err)
+    ref = mx.log_likelihood(state, v, err, backend="numpy")
     monkeypatch.setattr(mx, "_BLOCK_ELEMENTS", 7 * 3)  # 3 stars per block, ragged last block
-    np.testing.assert_allclose(mx.log_likelihood(state, v, err), ref, rtol=1e-12)
+    blocked = mx.log_likelihood(state, v, err, backend="numpy")
+    np.testing.assert_allclose(blocked, ref, rtol=1e-12)
 
 
 @pytest.mark.parametrize("variant", ["fitted", "zeroed"])
@@ -279,6 +280,45 @@ def test_compiled_likelihood_equals_numpy_reference(variant: str) -> None:
     assert np.all(np.isfinite(fast))
     with pytest.raises(ConfigError, match="backend"):
         mx.log_likelihood(state, v, err, backend="cuda")
+
+
+@pytest.mark.parametrize(("n_star", "n_walk"), [(1, 1), (1, 6), (1037, 1), (1037, 5)])
+def test_compiled_likelihood_edge_cases(n_star: int, n_walk: int) -> None:
+    """The vectorised kernel (blocks of 512 stars, partial sums of 8) against the numpy
+    reference: one star, a star count that is a multiple of neither, one walker; stars so far
+    out that both densities underflow; a walker whose only non-underflowing component has
+    zero weight (f = 1: the kernel's fix-up pass); -inf for non-positive determinants."""
+    v, err = _data(n_star, seed=40)
+    rng = np.random.default_rng(41)
+    far = rng.uniform(size=n_star) < 0.1
+    far[0] = True
+    v[far] *= rng.uniform(5.0, 2000.0, (far.sum(), 1))  # q/2 up to ~1e7
+    if n_star > 1:
+        v[1] = [30000.0, 0.0, 0.0]
+    state = mx.unpack(_random_theta("fitted", n_walk, seed=42), "fitted")
+    state.means[0, 1] = [30000.0, 0.0, 0.0]  # walker 0: minor component on star 1 ...
+    state.weight[0] = 1.0  # ... with zero weight: exp(x_major - x_minor) underflows
+    fast = mx.log_likelihood(state, v, err)
+    ref = mx.log_likelihood(state, v, err, backend="numpy")
+    np.testing.assert_allclose(fast, ref, rtol=1e-12)
+    assert np.all(np.isfinite(fast))
+    np.testing.assert_array_equal(mx.log_likelihood(state, v, err), fast)  # deterministic
+
+    covs = state.covs.copy()
+    covs[-1] = -1e6 * np.eye(3)  # both components' determinants negative
+    bad = state._replace(covs=covs)
+    fast = mx.log_likelihood(bad, v, err)
+    ref = mx.log_likelihood(bad, v, err, backend="numpy")
+    assert fast[-1] == -np.inf and ref[-1] == -np.inf
+    np.testing.assert_allclose(fast[:-1], ref[:-1], rtol=1e-12)
+    covs[-1, 0] = state.covs[-1, 0]  # one component positive definite: the numba kernel
+    assert mx.log_likelihood(bad, v, err)[-1] == -np.inf  # still rejects the walker
+
+    err_bad = err.copy()
+    err_bad[-1] = -1e9 * np.eye(3)  # last star (in the last, ragged block): every walker
+    fast = mx.log_likelihood(state, v, err_bad)
+    assert np.all(fast == -np.inf)
+    np.testing.assert_array_equal(fast, mx.log_likelihood(state, v, err_bad, backend="numpy"))
 
 
 @pytest.mark.parametrize("variant", ["fitted", "zeroed"])

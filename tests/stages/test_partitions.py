@@ -10,7 +10,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bigcat.catalog.store import FINGERPRINT_KEY, partition_path, write_frame_atomic
+from bigcat.catalog.store import (
+    FINGERPRINT_KEY,
+    ROW_GROUP_ROWS,
+    partition_path,
+    write_frame_atomic,
+)
 from bigcat.stages.partitions import SUMMARY_KEY, merge_summaries, process_partition_group
 
 SIZES = {(5, 10): 7, (5, 11): 0, (5, 12): 23, (6, 52): 3}
@@ -28,12 +33,15 @@ def _summarise(df: pd.DataFrame) -> dict:
     return {"rows": len(df), "flagged": int(df["flag"].sum()), "sums": [float(df["y"].sum()), 0]}
 
 
-@pytest.fixture()
-def catalogue(tmp_path):
+@pytest.fixture(params=[ROW_GROUP_ROWS, 5], ids=["one-row-group", "row-groups-of-5"])
+def catalogue(tmp_path, request):
+    """Input partitions in one row group each, or in row groups of 5 rows (read one by one)."""
     rng = np.random.default_rng(0)
     for (order, pixel), n in SIZES.items():
         df = pd.DataFrame({"x": rng.integers(0, 10, n).astype(float), "i": np.arange(n)})
-        write_frame_atomic(df, partition_path(tmp_path / "in", order, pixel))
+        write_frame_atomic(
+            df, partition_path(tmp_path / "in", order, pixel), row_group_rows=request.param
+        )
     return tmp_path
 
 
