@@ -163,26 +163,39 @@ def _unreadable(path: Path, exc: Exception, rebuild: str) -> CatalogError:
 def iter_table_pieces(
     path: Path, max_rows: int, rebuild: str = ""
 ) -> Iterator[tuple[pa.Table, bool, bool]]:
-    """One Parquet file as consecutive pieces of at most ``max_rows`` rows, read row group by
-    row group, so memory holds about one piece and one row group, not the whole file.
+    """One Parquet file as consecutive pieces of at most ``max_rows`` rows, read a few row
+    groups at a time (``ParquetFile.read_row_groups``), so memory holds one piece, not the whole
+    file. A row group larger than ``max_rows`` is read whole and sliced.
 
-    Yields ``(piece, first, last)``; an empty file gives one empty piece (with the file's
-    schema) that is both first and last. Errors as for :func:`read_table_checked`.
+    (``ParquetFile.iter_batches`` would give the same pieces but keeps ~3x a piece's size in
+    reader buffers.) Yields ``(piece, first, last)``; an empty file gives one empty piece (with
+    the file's schema) that is both first and last. Errors as for :func:`read_table_checked`.
     """
     max_rows = max(int(max_rows), 1)
     try:
         pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow
-        batches = pf.iter_batches(batch_size=max_rows, use_threads=False)
-        pending = next(batches, None)
-        if pending is None:
-            yield schema.empty_table(), True, True
+        meta = pf.metadata
+        if meta.num_rows == 0:
+            yield pf.schema_arrow.empty_table(), True, True
             return
-        first = True
-        for batch in batches:
-            yield pa.Table.from_batches([pending], schema), first, False
-            pending, first = batch, False
-        yield pa.Table.from_batches([pending], schema), first, True
+        groups: list[list[int]] = [[]]  # consecutive row groups, at most max_rows rows each
+        rows = 0
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if groups[-1] and rows + n > max_rows:
+                groups.append([])
+                rows = 0
+            groups[-1].append(i)
+            rows += n
+        done = 0
+        for ids in groups:
+            table = pf.read_row_groups(ids, use_threads=False)
+            for start in range(0, table.num_rows, max_rows):
+                piece = table.slice(start, max_rows)
+                first = done == 0
+                done += piece.num_rows
+                yield piece, first, done == meta.num_rows
+            del table
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc, rebuild) from exc
 

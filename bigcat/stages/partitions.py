@@ -137,11 +137,13 @@ def process_partition_group(
 
     Partitions already written with ``fingerprint`` are skipped (their stored summaries are
     returned with ``computed: False``). The others are read one at a time, row group by row
-    group, in pieces of at most ``chunk_rows`` rows (:func:`bigcat.catalog.store.iter_table_pieces`), and consecutive pieces (of one or several partitions) go
-    through the kernel together, at most ``chunk_rows`` rows per call. Kernels are row-wise,
-    so this equals one call per partition; it amortises the per-call overhead over small
-    partitions and bounds a worker's memory whatever a partition's size (a dense bulge
-    partition is processed in pieces, each appended to its output file as row groups).
+    group, in pieces of at most ``chunk_rows`` rows
+    (:func:`bigcat.catalog.store.iter_table_pieces`), and consecutive pieces (of one or
+    several partitions) go through the kernel together, at most ``chunk_rows`` rows per call.
+    Kernels are row-wise, so this equals one call per partition; it amortises the per-call
+    overhead over small partitions and bounds a worker's memory whatever a partition's size (a
+    dense bulge partition is read and processed in pieces, each appended to its output file as
+    row groups).
     """
     hint = f"It is a partition of the input catalogue {in_root}; rebuild it with `bigcat ingest`."
     results: dict[tuple[int, int], dict] = {}
