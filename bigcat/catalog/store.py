@@ -16,6 +16,8 @@ which is how a re-run knows whether it may reuse it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -61,6 +63,23 @@ def partition_path(root: str | Path, order: int, pixel: int) -> Path:
     return Path(root, "dataset", f"Norder={o}", f"Dir={p // 10_000 * 10_000}", f"Npix={p}.parquet")
 
 
+@contextlib.contextmanager
+def disk_full_as_error(path: Path) -> Iterator[None]:
+    """Turn "no space left on device" (or a full quota) while writing ``path`` into a
+    :class:`CatalogError` that names the directory and the fix; other errors pass through."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CatalogError(
+            f"{path.parent}: no space left on the device (or the disk quota is full) while "
+            f"writing {path.name}. Free space there or write the run to another directory; "
+            "files already written are kept, and running the same command again resumes from "
+            "them."
+        ) from exc
+
+
 def write_table_atomic(
     table: pa.Table,
     path: Path,
@@ -81,7 +100,7 @@ def write_table_atomic(
         table = table.replace_schema_metadata(meta)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with disk_full_as_error(path), open(tmp, "wb") as fh:
             pq.write_table(table, fh, row_group_size=row_group_rows, compression="snappy")
             if FSYNC:
                 fh.flush()

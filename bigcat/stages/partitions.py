@@ -33,6 +33,7 @@ from bigcat.catalog.store import (
     FSYNC,
     ROW_GROUP_ROWS,
     Catalog,
+    disk_full_as_error,
     finalize_catalog,
     iter_table_pieces,
     partition_path,
@@ -96,11 +97,13 @@ class _PartitionWriter:
             meta = dict(part.schema.metadata or {})
             meta[FINGERPRINT_KEY] = self.fingerprint.encode()
             schema = part.schema.with_metadata(meta)
-            self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
+            with disk_full_as_error(self.path):
+                self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
         if not part.schema.equals(self.writer.schema, check_metadata=False):
             # a piece whose column is all null has Arrow type null; the file keeps the first's
             part = part.cast(self.writer.schema)
-        self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+        with disk_full_as_error(self.path):
+            self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
         self.summaries.append(summary)
 
     def close(self) -> dict:
@@ -108,7 +111,8 @@ class _PartitionWriter:
         summary = merge_summaries(self.summaries)
         try:
             self.writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary).encode()})
-            self.writer.close()
+            with disk_full_as_error(self.path):
+                self.writer.close()
             if FSYNC:
                 with open(self.tmp, "rb+") as fh:
                     os.fsync(fh.fileno())

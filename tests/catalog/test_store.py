@@ -60,3 +60,28 @@ def test_read_table_checked_equals_read_table_and_names_missing_columns(tmp_path
         read_table_checked(path, ["a", "c", "d"], rebuild="redo")
     with pytest.raises(CatalogError, match="partition file is missing"):
         read_table_checked(tmp_path / "nope.parquet")
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_what_was_written(tmp_path, monkeypatch):
+    import errno
+
+    import bigcat.catalog.store as store
+
+    path = _file(tmp_path, 23, 5)
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.pq, "write_table", full)
+    with pytest.raises(CatalogError, match=r"no space left on the device .* Npix=1.parquet"):
+        write_frame_atomic(pd.DataFrame({"a": [1.0]}), path)
+    assert path.read_bytes() == before  # the earlier file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Npix=1.parquet"]  # no temporary
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(store.pq, "write_table", denied)
+    with pytest.raises(PermissionError):  # other errors pass through unchanged
+        write_frame_atomic(pd.DataFrame({"a": [1.0]}), path)
