@@ -80,6 +80,18 @@ def disk_full_as_error(path: Path) -> Iterator[None]:
         ) from exc
 
 
+def temporary_path(path: Path) -> Path:
+    """A unique hidden name next to ``path`` to write to before renaming over it."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def with_fingerprint(schema: pa.Schema, fingerprint: str) -> pa.Schema:
+    """``schema`` with ``fingerprint`` added to its key-value metadata."""
+    meta = dict(schema.metadata or {})
+    meta[FINGERPRINT_KEY] = fingerprint.encode()
+    return schema.with_metadata(meta)
+
+
 def write_table_atomic(
     table: pa.Table,
     path: Path,
@@ -95,10 +107,8 @@ def write_table_atomic(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if fingerprint is not None:
-        meta = dict(table.schema.metadata or {})
-        meta[FINGERPRINT_KEY] = fingerprint.encode()
-        table = table.replace_schema_metadata(meta)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        table = table.replace_schema_metadata(with_fingerprint(table.schema, fingerprint).metadata)
+    tmp = temporary_path(path)
     try:
         with disk_full_as_error(path), open(tmp, "wb") as fh:
             pq.write_table(table, fh, row_group_size=row_group_rows, compression="snappy")

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,8 @@ from bigcat.catalog.store import (
     finalize_catalog,
     iter_table_pieces,
     partition_path,
+    temporary_path,
+    with_fingerprint,
     write_table_atomic,
 )
 from bigcat.stages.tasks import run_tasks
@@ -87,16 +88,14 @@ class _PartitionWriter:
     def __init__(self, path: Path, fingerprint: str) -> None:
         self.path = path
         self.fingerprint = fingerprint
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        self.tmp = temporary_path(path)
         self.writer: pq.ParquetWriter | None = None
         self.summaries: list[dict] = []
 
     def write(self, part: pa.Table, summary: dict) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            meta = dict(part.schema.metadata or {})
-            meta[FINGERPRINT_KEY] = self.fingerprint.encode()
-            schema = part.schema.with_metadata(meta)
+            schema = with_fingerprint(part.schema, self.fingerprint)
             with disk_full_as_error(self.path):
                 self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
         if not part.schema.equals(self.writer.schema, check_metadata=False):
