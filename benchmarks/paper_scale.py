@@ -9,6 +9,7 @@ worker processes during the stage (each worker samples its own RSS every 100 ms)
 records come from the run's own run.json.
 
 Usage: python benchmarks/paper_scale.py [--rows 1700000] [--work DIR] [--workers N]
+                                        [--partition-rows N]
 """
 
 from __future__ import annotations
@@ -31,11 +32,19 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_700_000)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=0, help="0 = one per core (the default)")
+    ap.add_argument(
+        "--partition-rows",
+        type=int,
+        default=0,
+        help="0: the default layout (one partition per nside-32 pixel); N: adaptive HATS "
+        "partitions of at most N rows (`bigcat process --partition-rows N`)",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bigcat-paper-scale-"))
     run_dir = work / "run"
     config = Config().replace("process", default_mock_rows=args.rows)
     config = config.replace("cluster", n_workers=args.workers or None)
+    config = config.replace("ingest", partition_rows=args.partition_rows)
     speed_before = machine_speed()
     t0 = time.time()
     with dask_client(config.cluster) as client:
@@ -47,7 +56,8 @@ def main() -> None:
     log = json.loads((run_dir / "run.json").read_text())
     workers = log["cluster"].get("n_workers")
     print(
-        f"bigcat process, synthetic survey of {args.rows:,} rows, {workers} workers "
+        f"bigcat process, synthetic survey of {args.rows:,} rows, partition threshold "
+        f"{args.partition_rows:,} (0 = fixed nside 32), {workers} workers "
         f"({log['cluster'].get('threads_per_worker', 1)} thread each); run dir {run_dir}"
     )
     print(f"{'stage':<18}{'seconds':>9}{'rows/s':>12}{'peak worker RSS (MiB)':>24}")

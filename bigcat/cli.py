@@ -28,6 +28,14 @@ _scheduler_option = click.option(
     metavar="tcp://HOST:PORT",
     help="Use this Dask scheduler instead of an embedded local cluster (also DASK_SCHEDULER_ADDRESS).",
 )
+_partition_rows_option = click.option(
+    "--partition-rows",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Adaptive partitions (HATS): merge sparse pixels into lower-order partitions of at "
+    "most N rows; --nside is then the finest order [0: one partition per nside pixel].",
+)
 _workers_option = click.option(
     "--workers",
     "n_workers",
@@ -141,14 +149,17 @@ def mock(
     "--out", type=click.Path(file_okay=False), required=True, help="Catalogue directory to create."
 )
 @click.option("--nside", type=int, default=None, help="HEALPix nside of the partitions [32].")
+@_partition_rows_option
 @_config_option
 @_scheduler_option
 @_workers_option
-def ingest(inputs, out, nside, config_path, scheduler, n_workers):
+def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers):
     """Ingest Parquet/CSV/FITS tables into a HEALPix catalogue (HATS layout)."""
     from bigcat.catalog.ingest import ingest as run_ingest
 
-    config = _config(config_path, scheduler, n_workers).replace("ingest", nside=nside)
+    config = _config(config_path, scheduler, n_workers).replace(
+        "ingest", nside=nside, partition_rows=partition_rows
+    )
     t0 = time.perf_counter()
     with _client(config) as client:
         _announce(client)
@@ -175,6 +186,7 @@ def ingest(inputs, out, nside, config_path, scheduler, n_workers):
     help="Run directory.",
 )
 @click.option("--nside", type=int, default=None, help="HEALPix nside of the partitions [32].")
+@_partition_rows_option
 @click.option(
     "--rows",
     type=int,
@@ -201,12 +213,24 @@ def ingest(inputs, out, nside, config_path, scheduler, n_workers):
 @_scheduler_option
 @_workers_option
 def process(
-    inputs, run_dir, nside, rows, seed, prior_table, labels, config_path, scheduler, n_workers
+    inputs,
+    run_dir,
+    nside,
+    partition_rows,
+    rows,
+    seed,
+    prior_table,
+    labels,
+    config_path,
+    scheduler,
+    n_workers,
 ):
     """Run the pipeline over every partition on a Dask cluster."""
     from bigcat.pipeline import process_with_client
 
-    config = _config(config_path, scheduler, n_workers).replace("ingest", nside=nside)
+    config = _config(config_path, scheduler, n_workers).replace(
+        "ingest", nside=nside, partition_rows=partition_rows
+    )
     config = config.replace("process", default_mock_rows=rows).replace("mock", seed=seed)
     config = config.replace("stage1", prior_table=prior_table)
     with _client(config) as client:

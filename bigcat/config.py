@@ -111,15 +111,27 @@ class IngestConfig:
         HEALPix nside of the partitions (power of two; 32 = order 5, the Bailer-Jones prior order).
     chunk_rows
         Rows read per input chunk (bounds memory: inputs may be larger than memory).
+    partition_rows
+        0 (the default): every partition is one pixel at the ``nside`` order. N > 0: HATS
+        adaptive partitions, as hats-import makes them: ``nside`` is the finest order, and the
+        four pixels of a parent are merged into the parent (repeatedly, down to order 0) while
+        it holds at most N rows. Sparse sky then comes in few large partitions instead of many
+        files of a few rows each, so the per-file cost stops dominating small surveys.
     """
 
     nside: int = 32
     chunk_rows: int = 250_000
+    partition_rows: int = 0
 
     def __post_init__(self) -> None:
         order_from_nside(self.nside)
         if self.chunk_rows < 1:
             raise ConfigError(f"ingest.chunk_rows = {self.chunk_rows}: must be at least 1.")
+        if self.partition_rows < 0:
+            raise ConfigError(
+                f"ingest.partition_rows = {self.partition_rows}: must be 0 (one partition per "
+                "nside pixel) or a positive row threshold for adaptive partitions."
+            )
 
     @property
     def order(self) -> int:

@@ -52,3 +52,42 @@ def pixel_index_range(order: int, pixel: int) -> tuple[int, int]:
     """Half-open range of ``_healpix_29`` values inside ``pixel`` at ``order``."""
     shift = 2 * (MAX_ORDER - order)
     return pixel << shift, (pixel + 1) << shift
+
+
+def first_index(order: int, pixel: int) -> int:
+    """The first ``_healpix_29`` of a pixel: orders partitions of any order along the sky."""
+    return int(pixel) << 2 * (MAX_ORDER - int(order))
+
+
+def adaptive_partitions(
+    counts: dict[int, int], order: int, threshold: int
+) -> list[tuple[int, int, int]]:
+    """HATS adaptive partitions: ``(order, pixel, rows)`` from rows per pixel at ``order``.
+
+    ``threshold`` 0 keeps every non-empty pixel at ``order``. Otherwise a pixel at a lower
+    order becomes one partition when it holds at most ``threshold`` rows and its parent holds
+    more (the alignment hats-import makes, ``hats.pixel_math.generate_alignment``; a test
+    checks they agree). A pixel at ``order`` that alone holds more than ``threshold`` rows stays
+    one partition (stages process large partitions in pieces; a finer ``order`` would split
+    it). Returned in sky order (by first ``_healpix_29``), empty partitions left out.
+    """
+    found = [(order, p, n) for p, n in sorted(counts.items()) if n > 0]
+    if threshold <= 0 or not found:
+        return found
+    sums = np.zeros(12 * 4**order, dtype=np.int64)
+    pix = np.array([p for _, p, _ in found], dtype=np.int64)
+    sums[pix] = [n for _, _, n in found]
+    # rows per pixel at each order, finest first
+    levels = [sums]
+    for _ in range(order):
+        levels.append(levels[-1].reshape(-1, 4).sum(axis=1))
+    levels.reverse()  # levels[k]: rows per pixel at order k
+    parts: list[tuple[int, int, int]] = []
+    for k, rows in enumerate(levels):
+        fits = (rows > 0) & (rows <= threshold)
+        if k > 0:
+            fits &= np.repeat(levels[k - 1] > threshold, 4)
+        parts.extend((k, int(p), int(rows[p])) for p in np.flatnonzero(fits))
+    oversize = np.flatnonzero(levels[order] > threshold)
+    parts.extend((order, int(p), int(levels[order][p])) for p in oversize)
+    return sorted(parts, key=lambda t: first_index(t[0], t[1]))

@@ -7,10 +7,13 @@ Map-reduce, resumable, atomic:
 2. **Split** (one Dask task per input chunk, ``ingest-split-f0000-c00003``): read the chunk,
    rename, cast, validate rows, add ``_healpix_29``, sort by it and write one shard file per
    chunk plus a done-marker with the rows per pixel.
-3. **Merge** (one task per group of neighbouring pixels, ``ingest-pix1234``): read each
-   shard's rows of those pixels (row-group statistics skip the rest), check source_id
-   uniqueness, sort, write one file per pixel.
-4. **Finalise**: source_id uniqueness across pixels, HATS metadata via the hats library, then
+3. **Partition**: one partition per pixel at the ``--nside`` order, or, with
+   ``ingest.partition_rows``, HATS adaptive partitions (sparse pixels merged into lower-order
+   parents up to that many rows: :func:`bigcat.catalog.healpix.adaptive_partitions`).
+4. **Merge** (one task per group of neighbouring partitions, ``ingest-pix1234``): read each
+   shard's rows of those partitions (row-group statistics skip the rest), check source_id
+   uniqueness, sort, write one file per partition.
+5. **Finalise**: source_id uniqueness across pixels, HATS metadata via the hats library, then
    the finished catalogue is renamed into place.
 
 Work happens in ``CATALOG.partial/``: an interrupted run re-run with the same inputs resumes from
@@ -36,7 +39,14 @@ import pyarrow.parquet as pq
 from distributed import Client
 
 from bigcat import __version__
-from bigcat.catalog.healpix import HEALPIX29, healpix29, pixel_at_order, pixel_index_range
+from bigcat.catalog.healpix import (
+    HEALPIX29,
+    adaptive_partitions,
+    first_index,
+    healpix29,
+    pixel_at_order,
+    pixel_index_range,
+)
 from bigcat.catalog.readers import (
     ChunkSpec,
     expand_inputs,
@@ -136,7 +146,13 @@ def plan_ingest(inputs: Sequence[str | Path], config: Config) -> IngestPlan:
         missing_optional.append(absent)
         chunks.extend(plan_chunks(path, i, n_rows, config.ingest.chunk_rows))
     fingerprint = _fingerprint_files(
-        files, {"columns": mapping, "nside": config.ingest.nside, "version": __version__}
+        files,
+        {
+            "columns": mapping,
+            "nside": config.ingest.nside,
+            "partition_rows": config.ingest.partition_rows,
+            "version": __version__,
+        },
     )
     return IngestPlan(files, rename, read_columns, missing_optional, chunks, fingerprint)
 
@@ -258,18 +274,18 @@ def split_chunk(
 
 
 def merge_pixels(
-    pixels: list[int],
+    partitions: list[tuple[int, int]],
     shard_files: list[str],
     staging: str,
-    order: int,
     fingerprint: str,
     files: list[str],
-) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """Reduce task: the rows of some pixels from every shard -> one sorted file per pixel.
+) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    """Reduce task: the rows of some partitions ``(order, pixel)``, in sky order, from every
+    shard -> one sorted file per partition.
 
-    Returns ``[(pixel, n_rows)]`` and the sorted source_ids of the group (for the global
-    uniqueness check). If every pixel's file already exists with this ingest's fingerprint,
-    nothing is rewritten (resume).
+    Returns ``[(order, pixel, n_rows)]`` and the sorted source_ids of the group (for the global
+    uniqueness check). If every partition's file already exists with this ingest's
+    fingerprint, nothing is rewritten (resume).
 
     Raises
     ------
@@ -277,13 +293,13 @@ def merge_pixels(
         If a source_id occurs twice, naming both rows.
     """
     root = Path(staging) / "catalog"
-    paths = [partition_path(root, order, p) for p in pixels]
+    paths = [partition_path(root, o, p) for o, p in partitions]
     if all(file_fingerprint(path) == fingerprint for path in paths):
         tables = [pq.read_table(path, columns=["source_id"]) for path in paths]
         ids = np.sort(np.concatenate([t["source_id"].to_numpy() for t in tables]))
-        return [(p, t.num_rows) for p, t in zip(pixels, tables, strict=True)], ids
-    lo = pixel_index_range(order, min(pixels))[0]
-    hi = pixel_index_range(order, max(pixels))[1]
+        return [(o, p, t.num_rows) for (o, p), t in zip(partitions, tables, strict=True)], ids
+    ranges = np.array([pixel_index_range(o, p) for o, p in partitions], dtype=np.int64)
+    lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
     parts = []
     for name in shard_files:
         table = pq.read_table(
@@ -294,7 +310,7 @@ def merge_pixels(
             parts.append(table)
     frame = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame()
     if len(frame) == 0:
-        return [(p, 0) for p in pixels], np.zeros(0, np.int64)
+        return [(o, p, 0) for o, p in partitions], np.zeros(0, np.int64)
     frame = frame.sort_values([HEALPIX29, "source_id"], kind="stable", ignore_index=True)
     ids = frame["source_id"].to_numpy()
     dup = pd.Series(ids).duplicated(keep=False).to_numpy()
@@ -307,14 +323,14 @@ def merge_pixels(
             "duplicate rows (e.g. from overlapping input files) and run again."
         )
     table = pa.Table.from_pandas(frame.drop(columns=[ROW_ID]), preserve_index=False)
-    pix = pixel_at_order(frame[HEALPIX29].to_numpy(), order)
-    starts = np.searchsorted(pix, pixels, side="left")
-    stops = np.searchsorted(pix, pixels, side="right")
+    h29 = frame[HEALPIX29].to_numpy()
+    starts = np.searchsorted(h29, ranges[:, 0], side="left")
+    stops = np.searchsorted(h29, ranges[:, 1], side="left")
     counts = []
-    for p, path, a, b in zip(pixels, paths, starts, stops, strict=True):
+    for (o, p), path, a, b in zip(partitions, paths, starts, stops, strict=True):
         if b > a and file_fingerprint(path) != fingerprint:
             write_table_atomic(table.slice(a, b - a), path, fingerprint)
-        counts.append((p, int(b - a)))
+        counts.append((o, p, int(b - a)))
     return counts, np.sort(ids)
 
 
@@ -408,18 +424,36 @@ def ingest(
             for marker in sorted((staging / "done").glob("*.json"))
             for name in json.loads(marker.read_text())["shards"]
         )
-        groups = group_pixels(counts, config.process.target_task_rows)
+        threshold = config.ingest.partition_rows
+        layout = adaptive_partitions(counts, order, threshold)
+        oversize = [(p, n) for o, p, n in layout if threshold and n > threshold]
+        if oversize:
+            logger.warning(
+                "%d order-%d pixels hold more than partition_rows = %d rows (the densest, "
+                "pixel %d, %d rows); each stays one partition, processed in pieces. A finer "
+                "--nside splits them.",
+                len(oversize),
+                order,
+                threshold,
+                *max(oversize, key=lambda pn: pn[1]),
+            )
+        by_first = {first_index(o, p): (o, p) for o, p, _ in layout}
+        groups = group_pixels(
+            {first_index(o, p): n for o, p, n in layout}, config.process.target_task_rows
+        )
         merge_tasks = [
-            (f"ingest-pix{g[0]}", (g, shard_files, str(staging), order, plan.fingerprint, files))
+            (
+                f"ingest-pix{by_first[g[0]][1]}"
+                + ("" if by_first[g[0]][0] == order else f"-o{by_first[g[0]][0]}"),
+                ([by_first[k] for k in g], shard_files, str(staging), plan.fingerprint, files),
+            )
             for g in groups
         ]
         merged = run_tasks(client, merge_pixels, merge_tasks, "ingest merge")
-        counts_by_pixel = [pc for pcs, _ in merged for pc in pcs if pc[1] > 0]
-        _check_unique(
-            np.concatenate([ids for _, ids in merged]), counts_by_pixel, staging / "catalog", order
-        )
-        n_rows = sum(n for _, n in counts_by_pixel)
-        pixels = [(order, p) for p, _ in counts_by_pixel]
+        counts_by_part = [opn for opns, _ in merged for opn in opns if opn[2] > 0]
+        pixels = [(o, p) for o, p, _ in counts_by_part]
+        _check_unique(np.concatenate([ids for _, ids in merged]), pixels, staging / "catalog")
+        n_rows = sum(n for _, _, n in counts_by_part)
         finalize_catalog(
             staging / "catalog",
             pixels,
@@ -430,10 +464,11 @@ def ingest(
                 "inputs": files,
                 "columns": dict(config.columns),
                 "nside": config.ingest.nside,
+                "partition_threshold": config.ingest.partition_rows,
                 "bigcat_version": __version__,
                 "kind": "ingest",
             },
-            partition_rows={(order, p): n for p, n in counts_by_pixel},
+            partition_rows={(o, p): n for o, p, n in counts_by_part},
         )
     except InputError:
         shutil.rmtree(staging, ignore_errors=True)
@@ -449,15 +484,15 @@ def ingest(
     return Catalog.open(out)
 
 
-def _check_unique(ids: np.ndarray, counts: list[tuple[int, int]], root: Path, order: int) -> None:
-    """source_id unique across pixels (within a pixel group it is checked by the merge)."""
+def _check_unique(ids: np.ndarray, pixels: list[tuple[int, int]], root: Path) -> None:
+    """source_id unique across partitions (within a group it is checked by the merge)."""
     uniq, n = np.unique(ids, return_counts=True)
     if len(uniq) == len(ids):
         return
     sid = int(uniq[np.argmax(n > 1)])
     where = []
-    for p, _ in counts:
-        df = read_parquet_checked(partition_path(root, order, p), ["source_id", "ra", "dec"])
+    for o, p in pixels:
+        df = read_parquet_checked(partition_path(root, o, p), ["source_id", "ra", "dec"])
         for r in df[df.source_id == sid].itertuples():
             where.append(f"ra={r.ra:.6f}, dec={r.dec:.6f}")
     raise InputError(

@@ -409,9 +409,10 @@ def summarise_partitions(
 
 
 def sky_nside_for(catalog: Catalog) -> int:
-    """The sky-map resolution: the catalogue's shallowest partition order, capped at 6."""
+    """The sky-map resolution: the catalogue's deepest partition order (its ``--nside``, or
+    the finest order of adaptive partitions), capped at 6."""
     orders = [o for o, _ in catalog.pixels] or [3]
-    return 2 ** max(1, min(min(orders), 6))
+    return 2 ** max(1, min(max(orders), 6))
 
 
 def read_truth(run_dir: Path, source_ids: np.ndarray) -> pd.DataFrame | None:

@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,11 @@ from bigcat.astrometry import (
     load_prior_table,
     parallax_from_pseudo_magnitude,
 )
-from bigcat.catalog.healpix import HEALPIX29, pixel_at_order
+from bigcat.catalog.healpix import HEALPIX29, first_index, pixel_at_order
 from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
-from bigcat.errors import InputError
+from bigcat.errors import CatalogError, InputError
 from bigcat.nn.calibration import binned_scales, quantile_edges
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
@@ -78,6 +79,8 @@ from bigcat.stages.tasks import run_tasks
 logger = logging.getLogger(__name__)
 
 STAGE = "stage1"
+#: HEALPix order of the pixels the training cap is shared out by (the prior's order).
+SAMPLE_ORDER = 5
 FEATURES = COLOUR_FEATURE_COLUMNS
 TARGET, TARGET_ERR = "m_pseudo", "m_pseudo_error"
 TABLE_COLUMNS = ["source_id", *FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
@@ -323,6 +326,7 @@ def sample_partitions(
     """
     cols = [
         "source_id",
+        HEALPIX29,
         "quality_ok",
         "is_giant",
         *FEATURES,
@@ -337,8 +341,10 @@ def sample_partitions(
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
     # one read per file, then one frame: per-file pandas work was most of the cost
     tables = [read_table_checked(Path(path), columns=cols) for path in paths]
-    group = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     df = pa.concat_tables(tables).to_pandas()
+    # capped per order-5 pixel, whatever the partitioning (the caller never splits a pixel
+    # between tasks)
+    group = pixel_at_order(df[HEALPIX29].to_numpy(), SAMPLE_ORDER)
     keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap, group=group)
     df = df.loc[keep]
     j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
@@ -543,24 +549,64 @@ def summarise_stage1(df: pd.DataFrame) -> dict:
     }
 
 
+def sample_chunks(
+    pixels: Sequence[tuple[int, int]],
+    rows: Sequence[int],
+    max_files: int = 200,
+    max_rows: int = 60_000,
+) -> list[list[tuple[int, int]]]:
+    """Partitions in sky order, in runs of at most ``max_files`` files and about ``max_rows``
+    rows (``rows``: each partition's), never splitting an order-5 pixel (the unit the training
+    cap is applied to) between runs: a run only goes beyond its limits to finish a pixel."""
+    runs: list[list[tuple[int, int]]] = []
+    run_rows = 0
+    last = None
+    for (order, pixel), n in sorted(
+        zip(pixels, rows, strict=True), key=lambda item: first_index(*item[0])
+    ):
+        parent = pixel >> 2 * (order - SAMPLE_ORDER) if order > SAMPLE_ORDER else None
+        same_pixel = parent is not None and parent == last
+        if runs and (same_pixel or (len(runs[-1]) < max_files and run_rows + n <= max_rows)):
+            runs[-1].append((order, pixel))
+            run_rows += n
+        else:
+            runs.append([(order, pixel)])
+            run_rows = n
+        last = parent
+    return runs
+
+
 def gather_training_sample(
-    client: Client, catalog: Catalog, total_cap: int, photometry: PhotometryParams
+    client: Client,
+    catalog: Catalog,
+    total_cap: int,
+    photometry: PhotometryParams,
+    max_rows: int = 60_000,
 ) -> pd.DataFrame:
-    """The capped, spatially fair stage-1 training table, sorted by source_id."""
-    giants = np.array(
-        [
-            catalog.properties.get("giants_per_partition", {}).get(
-                f"{o}/{p}", catalog.partition_rows(o, p)
-            )
-            for o, p in catalog.pixels
-        ]
-    )
-    cap = fair_pixel_cap(giants, total_cap)
-    paths = [str(catalog.partition_path(o, p)) for o, p in catalog.pixels]
-    chunks = [paths[i : i + 200] for i in range(0, len(paths), 200)]
+    """The capped, spatially fair stage-1 training table, sorted by source_id.
+
+    The cap is shared out per order-5 pixel (``SAMPLE_ORDER``) from the photometry stage's
+    quality-giant counts, so the sample is the same however the catalogue is partitioned.
+    """
+    per_pixel = catalog.properties.get("giants_per_pixel5")
+    if per_pixel is None:
+        raise CatalogError(
+            f"{catalog.root}: no giants_per_pixel5 in its bigcat.json (made by an older "
+            "bigcat). Run `bigcat process` again: the photometry stage is redone."
+        )
+    cap = fair_pixel_cap(np.array(list(per_pixel.values()), dtype=np.int64), total_cap)
     tasks = [
-        (f"{STAGE}-sample-pix{catalog.pixels[i * 200][1]}", (c, cap, photometry))
-        for i, c in enumerate(chunks)
+        (
+            f"{STAGE}-sample-pix{c[0][1]}-{i}",
+            ([str(catalog.partition_path(o, p)) for o, p in c], cap, photometry),
+        )
+        for i, c in enumerate(
+            sample_chunks(
+                catalog.pixels,
+                [catalog.partition_rows(o, p) for o, p in catalog.pixels],
+                max_rows=max_rows,
+            )
+        )
     ]
     parts = run_tasks(client, sample_partitions, tasks, "stage1 sample")
     table = pd.concat(parts, ignore_index=True).sort_values("source_id", ignore_index=True)
@@ -685,7 +731,13 @@ def train_or_load_stage1(
 ) -> tuple[list[TrainedModel], SigmaCalibration | None, dict]:
     """Gather the training sample; reuse matching checkpoints or train the fold models; then
     the NN-sigma calibration (None with ``[stage1] recalibrate_sigma = false``)."""
-    table = gather_training_sample(client, catalog, config.stage1.training_cap, config.photometry)
+    table = gather_training_sample(
+        client,
+        catalog,
+        config.stage1.training_cap,
+        config.photometry,
+        config.process.target_task_rows,
+    )
     if len(table) < 50 * config.stage1.n_folds:
         raise InputError(
             f"Only {len(table)} giants pass the quality cuts with finite colours in {catalog.root}: "

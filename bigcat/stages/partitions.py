@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
-from bigcat.catalog.healpix import MAX_ORDER
+from bigcat.catalog.healpix import first_index
 from bigcat.catalog.ingest import group_pixels
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
@@ -69,8 +69,8 @@ def merge_summaries(parts: Sequence[dict]) -> dict:
     element, dicts key by key (summarisers return counts and sums only)."""
 
     def add(a: Any, b: Any) -> Any:
-        if isinstance(a, dict):
-            return {k: add(a[k], b[k]) for k in a}
+        if isinstance(a, dict):  # keys of either (counts per sky pixel differ between pieces)
+            return {k: add(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in a | b}
         if isinstance(a, list):
             return [add(x, y) for x, y in zip(a, b, strict=True)]
         return a + b
@@ -215,7 +215,7 @@ def group_partitions(
     if parts is None:
         parts = catalog.pixels
     # the first order-29 pixel of each partition orders partitions of any order along the sky
-    first = {pixel << 2 * (MAX_ORDER - order): (order, pixel) for order, pixel in parts}
+    first = {first_index(order, pixel): (order, pixel) for order, pixel in parts}
     rows = {k: catalog.partition_rows(*op) for k, op in first.items()}
     return [[first[k] for k in group] for group in group_pixels(rows, target_rows)]
 

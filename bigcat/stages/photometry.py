@@ -11,6 +11,7 @@ import pandas as pd
 from distributed import Client
 
 from bigcat import __version__
+from bigcat.catalog.healpix import HEALPIX29, pixel_at_order
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config
 from bigcat.photometry import run_photometry
@@ -31,12 +32,18 @@ def photometry_kernel(df: pd.DataFrame, params: PhotometryParams) -> pd.DataFram
 
 
 def summarise_photometry(df: pd.DataFrame) -> dict:
-    """Row counts of one processed partition: rows, rows with each flag bit, passing, giants."""
+    """Row counts of one processed partition: rows, rows with each flag bit, passing, giants,
+    and quality giants per order-5 pixel (``giants_by_pixel5``, what stage 1's training cap is
+    shared out by, so the sample does not depend on how the sky is partitioned)."""
     flags = df["quality_flags"].to_numpy(dtype=np.int64)
+    ok = df["quality_ok"].to_numpy(bool)
+    giant = df["is_giant"].to_numpy(bool)
+    hp5, n = np.unique(pixel_at_order(df[HEALPIX29].to_numpy()[ok & giant], 5), return_counts=True)
     return {
         "rows": int(len(df)),
-        "quality_ok": int(df["quality_ok"].sum()),
-        "giants": int(df["is_giant"].sum()),
+        "quality_ok": int(ok.sum()),
+        "giants": int(giant.sum()),
+        "giants_by_pixel5": {str(p): int(c) for p, c in zip(hp5.tolist(), n.tolist(), strict=True)},
         "flags": {name: int(((flags & bit) != 0).sum()) for name, bit in QUALITY_BITS.items()},
     }
 
@@ -82,6 +89,7 @@ def run_photometry_stage(
             "bigcat_version": __version__,
             "stages": [STAGE],
             "giants_per_partition": {f"{s['order']}/{s['pixel']}": s["giants"] for s in summaries},
+            "giants_per_pixel5": totals.pop("giants_by_pixel5"),
         },
     )
     return out, totals
@@ -93,6 +101,7 @@ def combine_summaries(summaries: list[dict]) -> dict:
         "rows": 0,
         "quality_ok": 0,
         "giants": 0,
+        "giants_by_pixel5": {},
         "flags": {},
         **partition_counts(summaries),
     }
@@ -100,6 +109,8 @@ def combine_summaries(summaries: list[dict]) -> dict:
         totals["rows"] += s["rows"]
         totals["quality_ok"] += s["quality_ok"]
         totals["giants"] += s["giants"]
+        for k, v in s.get("giants_by_pixel5", {}).items():
+            totals["giants_by_pixel5"][k] = totals["giants_by_pixel5"].get(k, 0) + v
         for k, v in s["flags"].items():
             totals["flags"][k] = totals["flags"].get(k, 0) + v
     return totals

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from bigcat.catalog.healpix import healpix29, pixel_at_order
+from bigcat.catalog.healpix import healpix29, pixel_at_order, pixel_index_range
 from bigcat.catalog.ingest import ingest, plan_ingest, prepare_rows, split_chunk
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, IngestConfig
-from bigcat.errors import CatalogError, InputError
+from bigcat.errors import CatalogError, ConfigError, InputError
 from bigcat.schema import INPUT_COLUMNS
 
 CONFIG = Config(ingest=IngestConfig(nside=4, chunk_rows=700))
@@ -61,6 +61,54 @@ def test_ingest_three_formats_lsdb_reads_same_rows(tmp_path, client, input_table
         assert order == 2
         assert (pixel_at_order(part["_healpix_29"].to_numpy(), order) == pix).all()
         assert part["_healpix_29"].is_monotonic_increasing
+
+
+def test_adaptive_partitions_merge_sparse_pixels_up_to_the_threshold(tmp_path, client, input_table):
+    expected, files = _write_three_formats(tmp_path, input_table)
+    config = Config(ingest=IngestConfig(nside=4, chunk_rows=700, partition_rows=220))
+    catalog = ingest(files, tmp_path / "cat", config, client)
+    assert catalog.properties["partition_threshold"] == 220
+    assert catalog.n_rows() == len(expected)
+    orders = sorted({o for o, _ in catalog.pixels})
+    assert len(orders) > 1 and max(orders) <= 2, orders
+    covered = []
+    for order, pix in catalog.pixels:
+        part = catalog.read_partition(order, pix)
+        assert 0 < len(part) <= 220
+        assert len(part) == catalog.partition_rows(order, pix)
+        assert (pixel_at_order(part["_healpix_29"].to_numpy(), order) == pix).all()
+        assert part["_healpix_29"].is_monotonic_increasing
+        covered.append(pixel_index_range(order, pix))
+    covered.sort()
+    assert all(a[1] <= b[0] for a, b in zip(covered, covered[1:], strict=False))  # disjoint
+    got = lsdb.read_hats(tmp_path / "cat").compute()
+    assert sorted(got["source_id"]) == sorted(expected["source_id"])
+    # a merged parent never holds more than the threshold: each partition's parent would
+    parent_rows: dict[tuple[int, int], int] = {}
+    h = healpix29(expected.ra.to_numpy(), expected.dec.to_numpy())
+    for order, pix in catalog.pixels:
+        if order > 0:
+            lo, hi = pixel_index_range(order - 1, pix >> 2)
+            parent_rows[(order - 1, pix >> 2)] = int(((h >= lo) & (h < hi)).sum())
+    assert min(parent_rows.values()) > 220
+
+
+def test_adaptive_pixel_above_the_threshold_stays_whole(tmp_path, client, input_table, caplog):
+    table = input_table(1500, 1, 1)
+    table.loc[:199, "ra"] = 10.0 + np.linspace(0, 0.5, 200)  # a dense clump in one pixel
+    table.loc[:199, "dec"] = 5.0
+    table.to_parquet(tmp_path / "a.parquet")
+    config = Config(ingest=IngestConfig(nside=4, chunk_rows=700, partition_rows=100))
+    with caplog.at_level("WARNING", logger="bigcat.catalog.ingest"):
+        catalog = ingest([tmp_path / "a.parquet"], tmp_path / "cat", config, client)
+    assert catalog.n_rows() == len(table)
+    sizes = {op: catalog.partition_rows(*op) for op in catalog.pixels}
+    big = [op for op, n in sizes.items() if n > 100]
+    assert len(big) == 1 and big[0][0] == 2 and sizes[big[0]] >= 200  # finest order, whole
+    assert any(o < 2 for o, _ in catalog.pixels)  # sparse pixels still merged
+    assert "1 order-2 pixels hold more than partition_rows = 100" in caplog.text
+    with pytest.raises(ConfigError, match="partition_rows = -1"):
+        IngestConfig(partition_rows=-1)
 
 
 def test_ingest_is_idempotent_and_refuses_to_overwrite(tmp_path, client, input_table):

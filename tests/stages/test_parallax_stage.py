@@ -23,6 +23,7 @@ from bigcat.stages.parallax import (
     fold_training_rows,
     heldout_prediction,
     predicted_abs_mag,
+    sample_chunks,
     stage1_kernel,
     untruncated_rows,
 )
@@ -190,3 +191,30 @@ def test_heldout_prediction_uses_only_its_fold(partition):
         assert (fold_of(table["source_id"].to_numpy()[rows]) == k).all()
         seen[rows] += 1
     assert (seen == 1).all()
+
+
+def test_sample_chunks_never_split_an_order5_pixel():
+    """The training cap is per order-5 pixel, so one task must see all of a pixel's rows."""
+    coarse = [(3, p) for p in range(10)]  # each holds 4 order-5 pixels
+    fine = [(6, p) for p in range(4 * 10_000, 4 * 10_000 + 12)]  # 3 order-5 parents
+    finer = [(7, p) for p in range(16 * 10_003, 16 * 10_003 + 16)]  # one more parent
+    parts = [*fine, *coarse, *finer]
+    runs = sample_chunks(parts, [1] * len(parts), max_files=5)
+    flat = [op for run in runs for op in run]
+    assert sorted(flat) == sorted(parts) and len(flat) == len(parts)
+    assert max(len(r) for r in runs) <= 5 + 15  # a run only overshoots to finish a pixel
+    where = {}
+    for i, run in enumerate(runs):
+        for o, p in run:
+            if o > 5:
+                where.setdefault(p >> 2 * (o - 5), set()).add(i)
+    assert len(where) == 4 and all(len(v) == 1 for v in where.values()), where
+    assert sample_chunks(coarse, [1] * 10, max_files=5) == [coarse[:5], coarse[5:]]
+    # runs also end at about max_rows (a partition larger than that is a run of its own)
+    rows = [30, 30, 30, 100, 10, 10, 10, 10, 10, 10]
+    assert sample_chunks(coarse, rows, max_rows=60) == [
+        coarse[:2],
+        coarse[2:3],
+        coarse[3:4],
+        coarse[4:10],
+    ]

@@ -98,3 +98,7 @@ def test_merge_summaries_adds_counts_lists_and_dicts():
         "t": {"n": [1, 3], "s": [0.75, 1.0]},
     }
     assert merge_summaries([a]) == a
+    # counts per sky pixel: pieces of one partition may see different pixels
+    c = {"by_pixel": {"7": 2, "8": 1}}
+    d = {"by_pixel": {"8": 3, "9": 4}}
+    assert merge_summaries([c, d]) == {"by_pixel": {"7": 2, "8": 4, "9": 4}}

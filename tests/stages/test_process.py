@@ -21,6 +21,7 @@ from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
 from bigcat.photometry.params import PhotometryParams
 from bigcat.pipeline import process_with_client
 from bigcat.schema import INPUT_COLUMNS
+from bigcat.stages.analyze import run_gradient
 
 ROWS = 12_000
 CONFIG = Config(
@@ -142,6 +143,30 @@ def test_output_independent_of_workers_and_task_grouping(run, tmp_path):
         # differently in its last bit (~1e-8 dex), which the default rtol misses near zero
         pd.testing.assert_frame_equal(a, b, atol=1e-6)
     assert Catalog.open(tmp_path / "one" / "catalog").pixels == run.catalog.pixels
+
+
+def test_output_independent_of_adaptive_partitioning(run, client, tmp_path):
+    """HATS adaptive partitions (sparse pixels merged into lower orders up to a row threshold):
+    a catalogue of mixed orders, each partition within the threshold, that lsdb reads, and
+    the same stars with the same results as the fixed-order run."""
+    threshold = 2_000
+    config = LIGHT.replace("ingest", partition_rows=threshold)
+    other = process_with_client(config, client, None, tmp_path / "adaptive")
+    cat = Catalog.open(tmp_path / "adaptive" / "catalog")
+    orders = {o for o, _ in cat.pixels}
+    assert len(orders) > 1 and max(orders) <= CONFIG.ingest.order, orders
+    assert len(cat.pixels) < len(run.catalog.pixels) / 4
+    assert max(cat.partition_rows(o, p) for o, p in cat.pixels) <= threshold
+    assert len(lsdb.read_hats(tmp_path / "adaptive" / "catalog").compute()) == ROWS
+    assert other.photometry["giants"] == run.photometry["giants"]
+    a = _read_dataset(run.run_dir / "catalog" / "dataset")
+    b = _read_dataset(tmp_path / "adaptive" / "catalog" / "dataset")
+    pd.testing.assert_frame_equal(a, b, atol=1e-6)
+    # the analyses prune and reduce over the mixed-order partitions to the same result
+    grad = run_gradient(client, tmp_path / "adaptive", CONFIG, out_dir=tmp_path / "g")
+    ref = json.loads((run.run_dir / "analysis" / "gradient.json").read_text())
+    assert grad["n_stars"] == ref["n_stars"] > 0
+    assert grad["slope_dex_per_kpc"] == pytest.approx(ref["slope_dex_per_kpc"], rel=1e-9)
 
 
 def test_process_on_user_files_and_catalogue(run, client, tmp_path):
