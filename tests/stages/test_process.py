@@ -166,7 +166,8 @@ def test_output_independent_of_adaptive_partitioning(run, client, tmp_path):
     grad = run_gradient(client, tmp_path / "adaptive", CONFIG, out_dir=tmp_path / "g")
     ref = json.loads((run.run_dir / "analysis" / "gradient.json").read_text())
     assert grad["n_stars"] == ref["n_stars"] > 0
-    assert grad["slope_dex_per_kpc"] == pytest.approx(ref["slope_dex_per_kpc"], rel=1e-9)
+    # float32 network outputs may round differently in other kernel calls (~1e-7 relative)
+    assert grad["slope_dex_per_kpc"] == pytest.approx(ref["slope_dex_per_kpc"], rel=1e-5)
 
 
 def test_process_on_user_files_and_catalogue(run, client, tmp_path):
