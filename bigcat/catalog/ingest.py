@@ -350,6 +350,16 @@ def group_pixels(counts: dict[int, int], target_rows: int) -> list[list[int]]:
     return groups
 
 
+def group_in_sky_order(
+    rows: dict[tuple[int, int], int], target_rows: int
+) -> list[list[tuple[int, int]]]:
+    """Partitions ``(order, pixel)`` of any orders, in sky order (first ``_healpix_29``),
+    grouped into runs of about ``target_rows`` rows (``rows``: each partition's)."""
+    first = {first_index(o, p): (o, p) for o, p in rows}
+    by_first = {first_index(o, p): n for (o, p), n in rows.items()}
+    return [[first[k] for k in group] for group in group_pixels(by_first, target_rows)]
+
+
 def ingest(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -437,15 +447,13 @@ def ingest(
                 threshold,
                 *max(oversize, key=lambda pn: pn[1]),
             )
-        by_first = {first_index(o, p): (o, p) for o, p, _ in layout}
-        groups = group_pixels(
-            {first_index(o, p): n for o, p, n in layout}, config.process.target_task_rows
+        groups = group_in_sky_order(
+            {(o, p): n for o, p, n in layout}, config.process.target_task_rows
         )
         merge_tasks = [
             (
-                f"ingest-pix{by_first[g[0]][1]}"
-                + ("" if by_first[g[0]][0] == order else f"-o{by_first[g[0]][0]}"),
-                ([by_first[k] for k in g], shard_files, str(staging), plan.fingerprint, files),
+                f"ingest-pix{g[0][1]}" + ("" if g[0][0] == order else f"-o{g[0][0]}"),
+                (g, shard_files, str(staging), plan.fingerprint, files),
             )
             for g in groups
         ]

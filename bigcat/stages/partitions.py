@@ -25,8 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
-from bigcat.catalog.healpix import first_index
-from bigcat.catalog.ingest import group_pixels
+from bigcat.catalog.ingest import group_in_sky_order
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
     FSYNC,
@@ -214,10 +213,7 @@ def group_partitions(
     ``target_rows`` rows (footer row counts)."""
     if parts is None:
         parts = catalog.pixels
-    # the first order-29 pixel of each partition orders partitions of any order along the sky
-    first = {first_index(order, pixel): (order, pixel) for order, pixel in parts}
-    rows = {k: catalog.partition_rows(*op) for k, op in first.items()}
-    return [[first[k] for k in group] for group in group_pixels(rows, target_rows)]
+    return group_in_sky_order({op: catalog.partition_rows(*op) for op in parts}, target_rows)
 
 
 def map_partitions_to_files(
