@@ -51,6 +51,28 @@ FSYNC = os.environ.get("BIGCAT_FSYNC", "0") == "1"
 ROW_GROUP_ROWS = 20_000
 
 
+def parquet_write_options(schema: pa.Schema) -> dict:
+    """Writer options of every partition file bigcat writes: snappy compression, and
+    dictionary encoding only for text columns.
+
+    Arrow's default tries a dictionary for every column and falls back to plain encoding
+    once the dictionary grows too large. For the float columns that make up a catalogue
+    (magnitudes, parallaxes, predictions: nearly all values distinct) that attempt is wasted:
+    a stage-1 partition took 3.6 us per row to write with it and 0.8 us without, and came
+    out 22% larger (88.9 against 72.9 MB for 136,233 rows x 80 columns), writing had been a
+    quarter of the stage's time.
+    """
+    text = [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_binary(f.type)
+        or pa.types.is_dictionary(f.type)
+    ]
+    return {"compression": "snappy", "use_dictionary": text}
+
+
 def partition_path(root: str | Path, order: int, pixel: int) -> Path:
     """Path of the Parquet file of one partition: hats' layout
     ``dataset/Norder=<order>/Dir=<10000 * (pixel // 10000)>/Npix=<pixel>.parquet``.
@@ -111,7 +133,9 @@ def write_table_atomic(
     tmp = temporary_path(path)
     try:
         with disk_full_as_error(path), open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_rows, compression="snappy")
+            pq.write_table(
+                table, fh, row_group_size=row_group_rows, **parquet_write_options(table.schema)
+            )
             if FSYNC:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -34,6 +34,7 @@ from bigcat.catalog.store import (
     disk_full_as_error,
     finalize_catalog,
     iter_table_pieces,
+    parquet_write_options,
     partition_path,
     temporary_path,
     with_fingerprint,
@@ -96,7 +97,7 @@ class _PartitionWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             schema = with_fingerprint(part.schema, self.fingerprint)
             with disk_full_as_error(self.path):
-                self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
+                self.writer = pq.ParquetWriter(self.tmp, schema, **parquet_write_options(schema))
         if not part.schema.equals(self.writer.schema, check_metadata=False):
             # a piece whose column is all null has Arrow type null; the file keeps the first's
             part = part.cast(self.writer.schema)

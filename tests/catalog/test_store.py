@@ -85,3 +85,24 @@ def test_a_full_disk_is_a_clear_error_and_keeps_what_was_written(tmp_path, monke
     monkeypatch.setattr(store.pq, "write_table", denied)
     with pytest.raises(PermissionError):  # other errors pass through unchanged
         write_frame_atomic(pd.DataFrame({"a": [1.0]}), path)
+
+
+def test_partition_files_dictionary_encode_only_text_columns(tmp_path):
+    """Float columns are written plain (a dictionary for nearly-distinct floats is wasted work
+    and space); text columns keep their dictionary; the values read back unchanged."""
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(
+        {
+            "parallax": rng.normal(size=5000),
+            "flags": rng.integers(0, 4, size=5000).astype(np.int8),
+            "survey": rng.choice(["apogee", "lamost"], size=5000),
+        }
+    )
+    path = tmp_path / "part.parquet"
+    write_frame_atomic(df, path)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(3)}
+    assert not any("DICTIONARY" in e for e in encodings["parallax"])
+    assert not any("DICTIONARY" in e for e in encodings["flags"])
+    assert any("DICTIONARY" in e for e in encodings["survey"])
+    pd.testing.assert_frame_equal(pd.read_parquet(path), df)
