@@ -14,7 +14,10 @@ inputs and models, on a fresh cluster per stage, the workers settled (garbage co
 trimmed) before each repeat, the sizes alternating within each round (the smallest three
 times per round) so that a change of the machine's speed during the benchmark hits both
 alike. Per stage and size it prints the median wall time, the per-row cost from it and from
-the core time inside tasks (Dask's task stream), and each repeat's peak worker RSS. In the
+the core time inside tasks (Dask's task stream) and from the wall time until the stage's output
+is on disk (``os.sync()`` before each repeat, untimed, and after it, timed: a 1M-row stage's
+output fits in the page cache and is written back after the stage ends, a 10M-row stage's
+does not and waits for the disk while it runs), and each repeat's peak worker RSS. In the
 full run a stage's window also holds what the stage before it left in the workers, and a
 1M-row stage lasts only a few seconds, so one run's figures move by tens of percent; the
 repeated, isolated figures are the ones to compare.
@@ -48,6 +51,7 @@ def run(
     inputs: list[str] | None,
     quick: bool,
     partition_rows: int,
+    labels: list[str] | None = None,
 ) -> dict:
     from bigcat.cluster import dask_client
     from bigcat.config import Config
@@ -62,7 +66,7 @@ def run(
 
     with dask_client(config.cluster) as client:
         client.run(start_rss_sampler)
-        process_with_client(config, client, inputs, run_dir)
+        process_with_client(config, client, inputs, run_dir, labels)
         samples = client.run(rss_samples)
     log = json.loads((run_dir / "run.json").read_text())
     out = {"rows": rows, "workers": len(samples), "stages": {}}
@@ -88,9 +92,9 @@ def _settle(dask_worker=None) -> None:
         libc.malloc_trim(0)
 
 
-def stage_calls(run_dir: Path, config) -> tuple[int, dict]:
+def stage_calls(run_dir: Path, config, catalog: Path | None = None) -> tuple[int, dict]:
     """The run's rows, and per stage a call ``(client, out)`` running it alone over the run's
-    own inputs and models."""
+    own inputs and models (``catalog``: the ingested input, if not RUN_DIR/input)."""
     from bigcat.catalog.store import Catalog
     from bigcat.nn.checkpoint import load_checkpoint
     from bigcat.stages.metallicity import load_stage2_model, run_final
@@ -104,7 +108,7 @@ def stage_calls(run_dir: Path, config) -> tuple[int, dict]:
         calibration = SigmaCalibration.from_dict(json.loads((m1 / "calibration.json").read_text()))
     model2, label_range, c_weight, sigma_scale = load_stage2_model(run_dir / "models" / "stage2")
     inputs = {
-        "photometry": Catalog.open(run_dir / "input"),
+        "photometry": Catalog.open(catalog or run_dir / "input"),
         "stage1": Catalog.open(run_dir / "stages" / "photometry"),
         "stage2": Catalog.open(run_dir / "stages" / "stage1"),
     }
@@ -141,7 +145,13 @@ def stage_calls(run_dir: Path, config) -> tuple[int, dict]:
     return rows, calls
 
 
-def isolated(run_dirs: list[Path], workers: int, repeats: int, partition_rows: int) -> list:
+def isolated(
+    run_dirs: list[Path],
+    workers: int,
+    repeats: int,
+    partition_rows: int,
+    catalog: Path | None = None,
+) -> list:
     """Each per-partition stage alone over each run's own inputs and models, into scratch
     directories: per stage and run the wall times, the core time inside tasks and each
     repeat's peak worker RSS.
@@ -153,6 +163,7 @@ def isolated(run_dirs: list[Path], workers: int, repeats: int, partition_rows: i
     change in the machine's speed over the minutes of the benchmark hits both alike; the
     smallest run, whose stages last seconds, runs three times per round.
     """
+    import os
     import shutil
     import time
 
@@ -163,13 +174,14 @@ def isolated(run_dirs: list[Path], workers: int, repeats: int, partition_rows: i
 
     config = Config().replace("cluster", n_workers=workers, dashboard_address=":0")
     config = config.replace("ingest", partition_rows=partition_rows)
-    built = [stage_calls(d, config) for d in run_dirs]
+    built = [stage_calls(d, config, catalog) for d in run_dirs]
     smallest = min(rows for rows, _ in built)
     results: list[dict] = [
         {
             "rows": rows,
             "stages": {
-                name: {"seconds": [], "task_seconds": [], "peak_mib": []} for name in STAGES
+                name: {"seconds": [], "durable_seconds": [], "task_seconds": [], "peak_mib": []}
+                for name in STAGES
             },
         }
         for rows, _ in built
@@ -185,24 +197,28 @@ def isolated(run_dirs: list[Path], workers: int, repeats: int, partition_rows: i
                         out = run_dirs[i] / "isolated" / name
                         shutil.rmtree(out, ignore_errors=True)
                         client.run(_settle)
+                        os.sync()  # the window starts with nothing left to write back
                         time.sleep(1.0)
                         with get_task_stream(client) as stream:
                             t0 = time.time()
                             calls[name](client, out)
                             t1 = time.time()
+                        os.sync()
+                        t_sync = time.time() - t1
                         busy = sum(
                             s["stop"] - s["start"]
                             for task in stream.data
                             for s in task["startstops"]
                             if s["action"] == "compute"
                         )
-                        windows.append((i, t0, t1, busy))
+                        windows.append((i, t0, t1, busy, t_sync))
                         shutil.rmtree(out, ignore_errors=True)
             samples = client.run(rss_samples)
-        for i, t0, t1, busy in windows:
+        for i, t0, t1, busy, t_sync in windows:
             results[i]["workers"] = n_workers
             st = results[i]["stages"][name]
             st["seconds"].append(t1 - t0)
+            st["durable_seconds"].append(t1 - t0 + t_sync)
             st["task_seconds"].append(busy)
             st["peak_mib"].append(max(peak_in(samples, t0, t1)))
     return results
@@ -211,6 +227,15 @@ def isolated(run_dirs: list[Path], workers: int, repeats: int, partition_rows: i
 def _median(values: list[float]) -> float:
     v = sorted(values)
     return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+
+
+def print_speedup(one: dict[str, float], two: dict[str, float]) -> None:
+    """Per stage and in total: seconds with 1 and with 2 workers, and the speed-up."""
+    for name in STAGES:
+        s1, s2 = one[name], two[name]
+        print(f"  {name:<11} 1 worker {s1:7.1f} s   2 workers {s2:7.1f} s   {s1 / s2:.2f}x")
+    t1, t2 = sum(one.values()), sum(two.values())
+    print(f"  {'all three':<11} 1 worker {t1:7.1f} s   2 workers {t2:7.1f} s   {t1 / t2:.2f}x")
 
 
 def main() -> None:
@@ -279,15 +304,19 @@ def main() -> None:
         )
         print(
             f"{'rows':>12}{'stage':>12}{'median s':>10}{'core-us/row':>13}{'task-us/row':>13}"
-            "  peak RSS (MiB)  walls (s)"
+            f"{'+flush us/row':>15}  peak RSS (MiB)  walls (s)"
         )
         for r in alone:
             for name, st in r["stages"].items():
                 st["us_per_row"] = _median(st["seconds"]) * r["workers"] / r["rows"] * 1e6
                 st["task_us_per_row"] = _median(st["task_seconds"]) / r["rows"] * 1e6
+                st["durable_us_per_row"] = (
+                    _median(st["durable_seconds"]) * r["workers"] / r["rows"] * 1e6
+                )
                 print(
                     f"{r['rows']:>12,}{name:>12}{_median(st['seconds']):>10.1f}"
-                    f"{st['us_per_row']:>13.1f}{st['task_us_per_row']:>13.1f}  "
+                    f"{st['us_per_row']:>13.1f}{st['task_us_per_row']:>13.1f}"
+                    f"{st['durable_us_per_row']:>15.1f}  "
                     + ", ".join(f"{p:,.0f}" for p in st["peak_mib"])
                     + "  "
                     + ", ".join(f"{t:.1f}" for t in st["seconds"])
@@ -298,7 +327,9 @@ def main() -> None:
             sa, sb = a["stages"][name], b["stages"][name]
             print(
                 f"  {name:<11} per-row cost {sb['us_per_row'] / sa['us_per_row']:.2f} (wall), "
-                f"{sb['task_us_per_row'] / sa['task_us_per_row']:.2f} (task time)   peak worker "
+                f"{sb['task_us_per_row'] / sa['task_us_per_row']:.2f} (task time), "
+                f"{sb['durable_us_per_row'] / sa['durable_us_per_row']:.2f} (output on disk)   "
+                "peak worker "
                 f"RSS {_median(sb['peak_mib']) / _median(sa['peak_mib']):.2f} (median repeat), "
                 f"{max(sb['peak_mib']) / max(sa['peak_mib']):.2f} (largest)"
             )
@@ -307,15 +338,41 @@ def main() -> None:
 
         catalog = str(args.workers_only or work / f"run-{args.rows[0]}" / "input")
         n = Catalog.open(Path(catalog)).n_rows()
-        one = run(n, work / f"run-{n}-1w", 1, [catalog], quick, args.partition_rows)
-        two = run(n, work / f"run-{n}-2w", 2, [catalog], quick, args.partition_rows)
+        # the synthetic survey's labels, when the catalogue is one this script made (else
+        # stage 2 computes the kinematics only: no [Fe/H] model)
+        mock = Path(catalog).parent / "mock"
+        labels = [str(mock / f) for f in ("apogee.parquet", "lamost.parquet")]
+        labels = labels if all(Path(x).exists() for x in labels) else None
+        one = run(n, work / f"run-{n}-1w", 1, [catalog], quick, args.partition_rows, labels)
+        two = run(n, work / f"run-{n}-2w", 2, [catalog], quick, args.partition_rows, labels)
         print(f"\n1 vs 2 workers on the same {n:,}-row catalogue (target at least 1.7x):")
-        for name in STAGES:
-            s1, s2 = one["stages"][name]["seconds"], two["stages"][name]["seconds"]
-            print(f"  {name:<11} 1 worker {s1:7.1f} s   2 workers {s2:7.1f} s   {s1 / s2:.2f}x")
-        t1 = sum(one["stages"][s]["seconds"] for s in STAGES)
-        t2 = sum(two["stages"][s]["seconds"] for s in STAGES)
-        print(f"  {'all three':<11} 1 worker {t1:7.1f} s   2 workers {t2:7.1f} s   {t1 / t2:.2f}x")
+        print_speedup(
+            {name: one["stages"][name]["seconds"] for name in STAGES},
+            {name: two["stages"][name]["seconds"] for name in STAGES},
+        )
+        if args.repeats:
+            # each stage alone, 1 and 2 workers alternating (rounds of `repeats` each): one
+            # in-process run of a few seconds per stage moves by tens of percent
+            walls: dict[int, dict[str, list[float]]] = {1: {}, 2: {}}
+            for _ in range(2):
+                for w in (1, 2):
+                    [r] = isolated(
+                        [work / f"run-{n}-2w"],
+                        w,
+                        args.repeats,
+                        args.partition_rows,
+                        catalog=Path(catalog),
+                    )
+                    for name in STAGES:
+                        walls[w].setdefault(name, []).extend(r["stages"][name]["seconds"])
+            print(
+                f"each stage alone, 1 and 2 workers alternating, median of {2 * args.repeats} "
+                "repeats each:"
+            )
+            print_speedup(
+                {name: _median(walls[1][name]) for name in STAGES},
+                {name: _median(walls[2][name]) for name in STAGES},
+            )
 
 
 if __name__ == "__main__":

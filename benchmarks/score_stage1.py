@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from bigcat.astrometry import combine_parallaxes
+from bigcat.astrometry import combine_parallaxes_with_outliers
 from bigcat.stages.parallax import SigmaCalibration, predicted_abs_mag
 
 COLS = [
@@ -70,16 +70,27 @@ def apply_calibration(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     cal = SigmaCalibration.from_dict(json.loads(path.read_text()))
     j0 = (df.j_m - df.a_j).to_numpy()
     m_nn = df.parallax_nn.to_numpy() * 10 ** (0.2 * j0)
-    err = df.parallax_nn_error.to_numpy() * cal.factor(m_nn, j0)
-    p, pe = combine_parallaxes(
-        df.parallax_zp.to_numpy(), df.parallax_error.to_numpy(), df.parallax_nn.to_numpy(), err
+    m_obs_error = df.parallax_error.to_numpy() * 10 ** (0.2 * j0)
+    err = df.parallax_nn_error.to_numpy() * cal.factor(m_nn, j0, m_obs_error)
+    p, pe = combine_parallaxes_with_outliers(
+        df.parallax_zp.to_numpy(),
+        df.parallax_error.to_numpy(),
+        df.parallax_nn.to_numpy(),
+        err,
+        cal.outlier_fraction,
+        cal.outlier_scale,
     )
     print(
         f"applied {path}: J0 edges {np.round(cal.j0_edges, 2).tolist()}, "
-        f"predicted M_J edges {np.round(cal.mj_edges, 2).tolist()}"
+        f"predicted M_J edges {np.round(cal.mj_edges, 2).tolist()}, "
+        f"log10 predicted parallax/sigma edges {np.round(cal.snr_edges, 2).tolist()}, "
+        f"outlier fraction {cal.outlier_fraction:.4f}, width {cal.outlier_scale:.2f}"
     )
-    shape = (len(cal.j0_edges) + 1, len(cal.mj_edges) + 1)
-    print(f"  factors (J0 rows x M_J columns):\n{np.round(np.reshape(cal.scales, shape), 3)}")
+    shape = (len(cal.j0_edges) + 1, len(cal.mj_edges) + 1, len(cal.snr_edges) + 1)
+    print(
+        "  factors (J0 blocks x M_J rows x S/N columns):\n"
+        f"{np.round(np.reshape(cal.scales, shape), 3)}"
+    )
     return df.assign(parallax_nn_error=err, parallax_combined=p, parallax_combined_error=pe)
 
 

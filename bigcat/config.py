@@ -197,11 +197,12 @@ class Stage1Config:
         boundary). False = the paper's eq. 3, which biases faint giants' predictions bright.
     recalibrate_sigma
         Rescale the NN's M_pseudo uncertainty (hence ``parallax_nn_error`` and the combined
-        parallax and its error, eqs. 9-10) by a factor per cell of apparent magnitude J0 and
-        predicted absolute magnitude, measured after training on the held-out training giants
-        against their Gaia parallaxes (variance matching,
-        ``bigcat.stages.parallax.fit_sigma_calibration``; saved as
-        ``models/stage1/calibration.json``). False = the network's sigma_total as it is.
+        parallax and its error) by a factor per cell of apparent magnitude J0, predicted
+        absolute magnitude and predicted parallax over the Gaia error, measured after training
+        on held-out giants against their Gaia parallaxes
+        (``bigcat.stages.parallax.fit_sigma_calibration``; saved as
+        ``models/stage1/calibration.json``). False = the network's sigma_total as it is and
+        the paper's eqs. 9-10.
     calibration_j0_bins, calibration_mj_bins
         Equally populated bins of J0 and of predicted M_J for the recalibration.
     calibration_margin
@@ -211,13 +212,27 @@ class Stage1Config:
     calibration_max_error_ratio
         Only giants whose Gaia M_pseudo error is below this multiple of the NN sigma are used
         (the others add noise to the estimate and nothing else).
+    calibration_snr_bins
+        A third dimension of the cells: equally populated bins of the predicted parallax over
+        the Gaia parallax error (noise-free: it uses the prediction, not the star's Gaia
+        parallax). 1 = none. Within one J0 x M_J cell the network's sigma is too large for
+        faint, distant giants and too small for bright, near ones.
     calibration_statistic
-        "variance" (default): each factor makes the mean squared held-out pull 1; "coverage":
-        each factor makes +-1 sigma hold 68.27% of the held-out residuals (a percentile, robust
-        to the heavy tails that red-clump and branch giants of the same colours give). On the
-        paper-size mock, "variance" gives combined-parallax pull sd 1.00-1.07 and 68% coverage
-        0.66-0.75 per bin of Gaia parallax/sigma; "coverage" gives 0.65-0.72 but sd 1.04-1.13
-        (benchmarks/README.md).
+        "mixture" (default): the NN error is a mixture of a core (factor k per cell) and a
+        fraction f of outliers with b times the core's sigma (f and b shared by all cells),
+        fitted by maximum likelihood to the held-out residuals; the combined parallax is then
+        the mean and standard deviation of the two-component posterior, which equals eqs. 9-10
+        where Gaia and the NN agree and leans on Gaia where they conflict. "variance": each
+        factor makes the mean squared held-out pull 1, combination by eqs. 9-10; "coverage":
+        each factor makes +-1 sigma hold 68.27% of the held-out residuals. Figures per
+        choice on the paper-size mock are in benchmarks/README.md.
+    calibration_sample
+        "uniform" (default): the factors are measured on a random subset of all quality giants
+        (``calibration_cap`` rows, chosen by a hash of source_id), whose mix of sky regions,
+        distances and magnitudes is the catalogue's. "training": on the training sample, which
+        is capped per sky pixel and so under-represents the dense bulge and disc.
+    calibration_cap
+        Rows of the uniform calibration sample (at most).
     """
 
     n_folds: int = 8
@@ -234,7 +249,10 @@ class Stage1Config:
     calibration_mj_bins: int = 3
     calibration_margin: float = 3.0
     calibration_max_error_ratio: float = 5.0
-    calibration_statistic: str = "variance"
+    calibration_snr_bins: int = 3
+    calibration_statistic: str = "mixture"
+    calibration_sample: str = "uniform"
+    calibration_cap: int = 200_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -246,6 +264,8 @@ class Stage1Config:
             "batch_size",
             "calibration_j0_bins",
             "calibration_mj_bins",
+            "calibration_snr_bins",
+            "calibration_cap",
         ):
             if getattr(self, name) < (2 if name == "n_folds" else 1):
                 raise ConfigError(f"stage1.{name} = {getattr(self, name)}: too small.")
@@ -258,10 +278,15 @@ class Stage1Config:
                 f"stage1.calibration_max_error_ratio = {self.calibration_max_error_ratio}: "
                 "must be positive."
             )
-        if self.calibration_statistic not in ("coverage", "variance"):
+        if self.calibration_statistic not in ("coverage", "mixture", "variance"):
             raise ConfigError(
                 f"stage1.calibration_statistic = {self.calibration_statistic!r}: must be "
-                '"coverage" or "variance".'
+                '"mixture", "variance" or "coverage".'
+            )
+        if self.calibration_sample not in ("training", "uniform"):
+            raise ConfigError(
+                f"stage1.calibration_sample = {self.calibration_sample!r}: must be "
+                '"uniform" or "training".'
             )
 
 

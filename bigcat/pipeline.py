@@ -176,13 +176,16 @@ def process_with_client(
                 client, phot, config, run_dir / "models" / "stage1"
             )
             rec.update(info)
+        with log.stage("prior") as rec:  # fitted from the Galaxy model unless a table is given
+            prior = load_prior(config)
+            rec["source"] = prior.source
         with log.stage("stage1") as rec:
             stage1_cat, stage1 = run_stage1(
                 client,
                 phot,
                 run_dir / "stages" / "stage1",
                 models,
-                load_prior(config),
+                prior,
                 config.stage1.mc_passes,
                 config.process.seed,
                 config.process.target_task_rows,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from bigcat.astrometry.distance import ggd_distance_posterior
-from bigcat.astrometry.parallax import combine_parallaxes, parallax_from_pseudo_magnitude
+from bigcat.astrometry.parallax import (
+    combine_parallaxes,
+    combine_parallaxes_with_outliers,
+    parallax_from_pseudo_magnitude,
+)
 from bigcat.astrometry.prior import (
     PriorTable,
     default_prior_table,
@@ -13,6 +17,7 @@ from bigcat.astrometry.prior import (
 __all__ = [
     "PriorTable",
     "combine_parallaxes",
+    "combine_parallaxes_with_outliers",
     "default_prior_table",
     "ggd_distance_posterior",
     "load_prior_table",

@@ -83,3 +83,63 @@ def combine_parallaxes(
     parallax = np.where(only_g, pg, np.where(only_n, pn, parallax))
     error = np.where(only_g, sg, np.where(only_n, sn, error))
     return parallax, error
+
+
+def combine_parallaxes_with_outliers(
+    p_gaia: np.ndarray,
+    s_gaia: np.ndarray,
+    p_nn: np.ndarray,
+    s_nn: np.ndarray,
+    outlier_fraction: float,
+    outlier_scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaia and photometric parallaxes combined when a fraction of NN predictions are outliers.
+
+    The NN parallax's error is N(0, s_nn^2) with probability 1 - f and N(0, (b s_nn)^2) with
+    probability f (``outlier_fraction``, ``outlier_scale``): a red-clump star that the colours
+    place on the branch, or the reverse. With a flat prior the parallax's posterior is then a
+    mixture of two Gaussians, component c being eq. 9's combination with that component's
+    sigma, weighted by its prior weight times N(p_gaia - p_nn; 0, s_gaia^2 + s_c^2). The
+    returned value and uncertainty are the mixture's mean and standard deviation: eqs. 9-10
+    where the two parallaxes agree, leaning on Gaia's where they conflict. ``f = 0`` is
+    eqs. 9-10 exactly (:func:`combine_parallaxes`), as is any row where one of the two
+    measurements is missing.
+
+    Parameters
+    ----------
+    p_gaia, s_gaia, p_nn, s_nn : array_like
+        As for :func:`combine_parallaxes` (mas).
+    outlier_fraction : float
+        f, in [0, 1).
+    outlier_scale : float
+        b >= 1.
+
+    Returns
+    -------
+    parallax_mas, error_mas : numpy.ndarray
+    """
+    if not 0.0 <= outlier_fraction < 1.0 or not outlier_scale >= 1.0:
+        raise ValueError(
+            f"outlier_fraction = {outlier_fraction}, outlier_scale = {outlier_scale}: need "
+            "0 <= f < 1 and b >= 1."
+        )
+    core_p, core_s = combine_parallaxes(p_gaia, s_gaia, p_nn, s_nn)
+    if outlier_fraction == 0.0:
+        return core_p, core_s
+    pg, sg, pn, sn = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (p_gaia, s_gaia, p_nn, s_nn))
+    )
+    wide_p, wide_s = combine_parallaxes(pg, sg, pn, outlier_scale * sn)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d2 = (pg - pn) ** 2
+        v_core, v_wide = sg**2 + sn**2, sg**2 + (outlier_scale * sn) ** 2
+        log_core = np.log1p(-outlier_fraction) - 0.5 * (d2 / v_core + np.log(v_core))
+        log_wide = np.log(outlier_fraction) - 0.5 * (d2 / v_wide + np.log(v_wide))
+        w_wide = 1.0 / (1.0 + np.exp(log_core - log_wide))
+        mean = (1.0 - w_wide) * core_p + w_wide * wide_p
+        var = (1.0 - w_wide) * (core_s**2 + (core_p - mean) ** 2) + w_wide * (
+            wide_s**2 + (wide_p - mean) ** 2
+        )
+        error = np.sqrt(var)
+    both = np.isfinite(w_wide) & np.isfinite(mean) & np.isfinite(error)
+    return np.where(both, mean, core_p), np.where(both, error, core_s)

@@ -15,16 +15,24 @@
    magnitudes follow.
 
 Between 2 and 3, with ``[stage1] recalibrate_sigma`` (default), the NN uncertainty is
-recalibrated (tasks ``stage1-calibrate-fold<k>``; :func:`fit_sigma_calibration`): every
-training giant is predicted by the fold model that did not see it, exactly as in step 3, and
-its residual against its own Gaia M_pseudo gives, by variance matching per cell of apparent
-magnitude J0 and predicted absolute magnitude, the factor by which sigma_total is too small or
-large. Only giants far below the giant cut's boundary count, since for the others the cut,
-applied to the noisy Gaia parallax, truncates the Gaia error distribution (their Gaia
-parallaxes are biased low). The
-factors are saved in ``models/stage1/calibration.json`` and applied in :func:`stage1_kernel`
-before eq. 8, so ``parallax_nn_error``, ``parallax_combined`` and its error, and the distances
-all use the recalibrated sigma.
+recalibrated (tasks ``stage1-calibration-pix<N>`` and ``stage1-calibrate-fold<k>``;
+:func:`fit_sigma_calibration`): a uniform random subset of all quality giants (by hashed
+source_id, so with the catalogue's own mix of sky regions, distances and magnitudes; the
+training sample, capped per pixel, under-represents the bulge and disc) is predicted, each
+star by the fold model that did not see it, exactly as in step 3. Its residuals against the
+stars' own Gaia M_pseudo give, per cell of apparent magnitude J0, predicted absolute magnitude
+and predicted parallax over the Gaia parallax error, the factor by which sigma_total is too
+small or large, together with a shared outlier component (a fraction f of stars whose error
+is b times wider still: red-clump stars the colours put on the branch and the reverse),
+fitted by maximum likelihood. Only giants far below the giant cut's boundary count, since for
+the others the cut, applied to the noisy Gaia parallax, truncates the Gaia error
+distribution (their Gaia parallaxes are biased low). The calibration is saved in
+``models/stage1/calibration.json`` and applied in :func:`stage1_kernel` before eq. 8, so
+``parallax_nn_error``, ``parallax_combined`` and its error, and the distances all use the
+recalibrated sigma; the combination with Gaia is then the mean and standard deviation of
+the two-component posterior
+(:func:`bigcat.astrometry.parallax.combine_parallaxes_with_outliers`), which is eqs. 9-10
+where the two parallaxes agree.
 
 Each fold model's dropout masks are drawn from a stream keyed by (seed, fold): the model is a
 fixed ensemble of T thinned networks, so a star's prediction depends only on its own inputs,
@@ -50,18 +58,18 @@ from distributed import Client
 from bigcat import __version__
 from bigcat.astrometry import (
     PriorTable,
-    combine_parallaxes,
+    combine_parallaxes_with_outliers,
     default_prior_table,
     ggd_distance_posterior,
     load_prior_table,
     parallax_from_pseudo_magnitude,
 )
 from bigcat.catalog.healpix import HEALPIX29, first_index, pixel_at_order
-from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of
+from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of, unit_hash
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
 from bigcat.errors import CatalogError, InputError
-from bigcat.nn.calibration import binned_scales, quantile_edges
+from bigcat.nn.calibration import binned_scales, fit_outlier_mixture, quantile_edges
 from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
@@ -90,7 +98,7 @@ SAMPLE_COLUMNS = [*TABLE_COLUMNS, "j0"]
 OUTPUT_COLUMNS = STAGE1_OUTPUT_COLUMNS
 CALIBRATION_FILE = "calibration.json"
 #: Version of the recalibration method; part of the calibration's identity.
-CALIBRATION_METHOD = "heldout-matching-j0-mj-v2"
+CALIBRATION_METHOD = "heldout-matching-j0-mj-snr-v3"
 #: Range the per-bin factors are clipped to.
 CALIBRATION_LIMITS = (0.5, 3.0)
 
@@ -126,34 +134,67 @@ class SigmaCalibration:
     mj_edges: tuple[float, ...]
     scales: tuple[float, ...]
     info: dict = field(default_factory=dict, compare=False)
+    snr_edges: tuple[float, ...] = ()
+    outlier_fraction: float = 0.0
+    outlier_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        n = (len(self.j0_edges) + 1) * (len(self.mj_edges) + 1)
+        n = (len(self.j0_edges) + 1) * (len(self.mj_edges) + 1) * (len(self.snr_edges) + 1)
         if len(self.scales) != n:
             raise ValueError(
-                f"{len(self.scales)} scales for {len(self.j0_edges)} J0 and "
-                f"{len(self.mj_edges)} M_J edges: need {n}."
+                f"{len(self.scales)} scales for {len(self.j0_edges)} J0, "
+                f"{len(self.mj_edges)} M_J and {len(self.snr_edges)} S/N edges: need {n}."
             )
 
-    def cell(self, m_nn: np.ndarray, j0: np.ndarray) -> np.ndarray:
-        """Cell index of each star (see ``scales``)."""
+    @staticmethod
+    def predicted_snr(m_nn: np.ndarray, m_obs_error: np.ndarray) -> np.ndarray:
+        """log10 of the predicted parallax over the Gaia parallax error (both in M_pseudo
+        units: m_nn / m_obs_error); -inf for a non-positive prediction, NaN stays NaN."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.asarray(m_nn, dtype=np.float64) / np.asarray(m_obs_error, np.float64)
+        out = np.full(ratio.shape, -np.inf)
+        pos = ratio > 0
+        out[pos] = np.log10(ratio[pos])
+        out[np.isnan(ratio)] = np.nan
+        return out
+
+    def cell(
+        self, m_nn: np.ndarray, j0: np.ndarray, m_obs_error: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Cell index of each star (see ``scales``). ``m_obs_error`` (the Gaia M_pseudo
+        error, parallax_error 10^(0.2 J0)) is needed when there are S/N edges."""
         mj = predicted_abs_mag(m_nn)
         j = _bin_index(self.j0_edges, np.asarray(j0, dtype=np.float64))
-        return j * (len(self.mj_edges) + 1) + _bin_index(self.mj_edges, mj)
+        idx = j * (len(self.mj_edges) + 1) + _bin_index(self.mj_edges, mj)
+        if not self.snr_edges:
+            return idx
+        if m_obs_error is None:
+            raise ValueError("this calibration has S/N bins: give m_obs_error.")
+        snr = self.predicted_snr(m_nn, m_obs_error)
+        return idx * (len(self.snr_edges) + 1) + _bin_index(self.snr_edges, snr)
 
-    def factor(self, m_nn: np.ndarray, j0: np.ndarray) -> np.ndarray:
-        """The factor for each star (NaN where ``m_nn`` or ``j0`` is NaN)."""
+    def factor(
+        self, m_nn: np.ndarray, j0: np.ndarray, m_obs_error: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The factor for each star (NaN where ``m_nn``, ``j0`` or a needed ``m_obs_error``
+        is NaN)."""
         mj = predicted_abs_mag(m_nn)
         j0 = np.asarray(j0, dtype=np.float64)
-        k = np.asarray(self.scales)[self.cell(m_nn, j0)]
-        return np.where(np.isnan(mj) | np.isnan(j0), np.nan, k)
+        k = np.asarray(self.scales)[self.cell(m_nn, j0, m_obs_error)]
+        bad = np.isnan(mj) | np.isnan(j0)
+        if self.snr_edges:
+            bad |= np.isnan(np.asarray(m_obs_error, dtype=np.float64))
+        return np.where(bad, np.nan, k)
 
     def to_dict(self) -> dict:
         """JSON-ready form (round-trips through :meth:`from_dict`)."""
         return {
             "j0_edges": list(self.j0_edges),
             "mj_edges": list(self.mj_edges),
+            "snr_edges": list(self.snr_edges),
             "scales": list(self.scales),
+            "outlier_fraction": self.outlier_fraction,
+            "outlier_scale": self.outlier_scale,
             "info": self.info,
         }
 
@@ -165,6 +206,9 @@ class SigmaCalibration:
             tuple(float(x) for x in data["mj_edges"]),
             tuple(float(x) for x in data["scales"]),
             dict(data.get("info", {})),
+            tuple(float(x) for x in data.get("snr_edges", ())),
+            float(data.get("outlier_fraction", 0.0)),
+            float(data.get("outlier_scale", 1.0)),
         )
 
 
@@ -232,6 +276,7 @@ def fit_sigma_calibration(
     max_error_ratio: float = 5.0,
     limits: tuple[float, float] = CALIBRATION_LIMITS,
     statistic: str = "variance",
+    n_snr_bins: int = 1,
 ) -> SigmaCalibration:
     """Factors that calibrate the NN's M_pseudo sigma against held-out Gaia M_pseudo.
 
@@ -243,7 +288,10 @@ def fit_sigma_calibration(
     (r^2 - m_obs_error^2) / m_nn_error^2, residuals beyond 5 combined sigma left out) or
     coverage matching (``"coverage"``, :func:`bigcat.nn.calibration.coverage_matching_scale`:
     the 68.27th percentile of the same quantity, so +-sqrt(k^2 m_nn_error^2 + m_obs_error^2)
-    holds 68.27% of the residuals), on the
+    holds 68.27% of the residuals), or with an outlier component (``"mixture"``,
+    :func:`bigcat.nn.calibration.fit_outlier_mixture`: k per cell and a shared outlier
+    fraction and width by maximum likelihood, kept in the calibration for the combination
+    with Gaia), on the
     rows that (a) the giant cut does not truncate (:func:`untruncated_rows`) and (b) have
     ``m_obs_error < max_error_ratio * m_nn_error`` (rows whose Gaia error swamps the NN sigma
     only add noise). Both choices depend on the prediction and the quoted errors, never on
@@ -268,7 +316,10 @@ def fit_sigma_calibration(
     limits : (float, float)
         Each factor is clipped to this range; a cell with fewer than 20 rows gets 1.
     statistic : str
-        "coverage" or "variance" (see above).
+        "mixture", "coverage" or "variance" (see above).
+    n_snr_bins : int
+        Bins of the predicted parallax over the Gaia parallax error (m_nn / m_obs_error, no
+        Gaia noise in it) as a third cell dimension; 1 = none.
 
     Returns
     -------
@@ -285,25 +336,38 @@ def fit_sigma_calibration(
     mj = predicted_abs_mag(m_nn)
     j0_edges = tuple(quantile_edges(j0[use], n_j0_bins).tolist())
     mj_edges = tuple(quantile_edges(mj[use], n_mj_bins).tolist())
-    n_cells = (len(j0_edges) + 1) * (len(mj_edges) + 1)
-    shape = SigmaCalibration(j0_edges, mj_edges, (1.0,) * n_cells)
-    idx = np.where(use, shape.cell(m_nn, j0), -1)
-    scales, counts = binned_scales(
-        m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, statistic, limits=limits
-    )
+    snr = SigmaCalibration.predicted_snr(m_nn, m_obs_error)
+    snr_edges = tuple(quantile_edges(snr[use], n_snr_bins).tolist()) if n_snr_bins > 1 else ()
+    n_cells = (len(j0_edges) + 1) * (len(mj_edges) + 1) * (len(snr_edges) + 1)
+    shape = SigmaCalibration(j0_edges, mj_edges, (1.0,) * n_cells, snr_edges=snr_edges)
+    idx = np.where(use, shape.cell(m_nn, j0, m_obs_error), -1)
+    fraction, width = 0.0, 1.0
+    if statistic == "mixture":
+        scales, fraction, width = fit_outlier_mixture(
+            m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, limits=limits
+        )
+        counts = np.bincount(idx[idx >= 0], minlength=n_cells)
+    else:
+        scales, counts = binned_scales(
+            m_nn - m_obs, m_nn_error, m_obs_error, idx, n_cells, statistic, limits=limits
+        )
     info = {
         "method": CALIBRATION_METHOD,
         "statistic": statistic,
-        "cells": "J0 bin (rows) x predicted M_J = 5 log10(m_nn / 100) bin (columns)",
+        "cells": "J0 bin x predicted M_J = 5 log10(m_nn / 100) bin x log10(m_nn / m_obs_error) "
+        "bin, row-major",
         "rows": int(len(m_nn)),
         "rows_used": counts.tolist(),
         "margin": margin,
         "max_error_ratio": max_error_ratio,
         "n_j0_bins": n_j0_bins,
         "n_mj_bins": n_mj_bins,
+        "n_snr_bins": n_snr_bins,
         "limits": list(limits),
     }
-    return SigmaCalibration(j0_edges, mj_edges, tuple(scales.tolist()), info)
+    return SigmaCalibration(
+        j0_edges, mj_edges, tuple(scales.tolist()), info, snr_edges, fraction, width
+    )
 
 
 def training_mask(df: pd.DataFrame) -> np.ndarray:
@@ -314,10 +378,19 @@ def training_mask(df: pd.DataFrame) -> np.ndarray:
     return ok & finite & (df[TARGET_ERR].to_numpy() > 0)
 
 
+#: Salt of the hash that picks the uniform calibration sample (not the folds' or the cap's).
+CALIBRATION_SALT = 3
+
+
 def sample_partitions(
-    paths: list[str], pixel_cap: int, photometry: PhotometryParams
+    paths: list[str],
+    pixel_cap: int,
+    photometry: PhotometryParams,
+    fraction: float | None = None,
 ) -> pd.DataFrame:
-    """Task body: the capped training rows of some partitions (one frame).
+    """Task body: the capped training rows of some partitions (one frame); with ``fraction``
+    instead a uniform random subset of that fraction of the eligible rows (by a hash of
+    source_id, so the same whatever the partitioning), as the calibration sample.
 
     Besides features and target, each row carries ``m_pseudo_bound``: the giant cut's boundary
     in M_pseudo (eq. 7) at the star's dereddened J - H. The training sample was selected by
@@ -344,8 +417,12 @@ def sample_partitions(
     df = pa.concat_tables(tables).to_pandas()
     # capped per order-5 pixel, whatever the partitioning (the caller never splits a pixel
     # between tasks)
-    group = pixel_at_order(df[HEALPIX29].to_numpy(), SAMPLE_ORDER)
-    keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap, group=group)
+    if fraction is None:
+        group = pixel_at_order(df[HEALPIX29].to_numpy(), SAMPLE_ORDER)
+        keep = capped_sample(df["source_id"].to_numpy(), training_mask(df), pixel_cap, group=group)
+    else:
+        u = unit_hash(df["source_id"].to_numpy(), salt=CALIBRATION_SALT)
+        keep = training_mask(df) & (u < fraction)
     df = df.loc[keep]
     j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
     df = df.assign(
@@ -407,14 +484,18 @@ def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
         m_nn[rows] = pred.value
         m_nn_err[rows] = pred.sigma_total
     j0 = df["j_m"].to_numpy(np.float64) - df["a_j"].to_numpy(np.float64)
-    if params.calibration is not None:
-        m_nn_err = m_nn_err * params.calibration.factor(m_nn, j0)
+    plx_err = df["parallax_error"].to_numpy(np.float64)
+    cal = params.calibration
+    if cal is not None:
+        m_nn_err = m_nn_err * cal.factor(m_nn, j0, plx_err * 10.0 ** (0.2 * j0))
     p_nn, p_nn_err = parallax_from_pseudo_magnitude(m_nn, m_nn_err, j0)
-    p, p_err = combine_parallaxes(
+    p, p_err = combine_parallaxes_with_outliers(
         df["parallax_zp"].to_numpy(np.float64),
-        df["parallax_error"].to_numpy(np.float64),
+        plx_err,
         p_nn,
         p_nn_err,
+        0.0 if cal is None else cal.outlier_fraction,
+        1.0 if cal is None else cal.outlier_scale,
     )
     p = np.where(usable, p, np.nan)
     p_err = np.where(usable, p_err, np.nan)
@@ -486,12 +567,15 @@ def calibrate_stage1(
     force: bool = False,
 ) -> SigmaCalibration:
     """The NN-sigma calibration for these models: reused from ``calibration.json`` if current,
-    else measured on the held-out training giants (one task per fold) and saved."""
+    else measured on ``table``'s giants, each predicted by the fold model that did not see it
+    (one task per fold), and saved. ``table`` is the calibration sample (uniform or the
+    training table, ``[stage1] calibration_sample``) and ``sample_fp`` its fingerprint."""
     s = config.stage1
     seed = config.process.seed
     settings: dict[str, Any] = {
         "n_j0_bins": s.calibration_j0_bins,
         "n_mj_bins": s.calibration_mj_bins,
+        "n_snr_bins": s.calibration_snr_bins,
         "margin": s.calibration_margin,
         "max_error_ratio": s.calibration_max_error_ratio,
         "statistic": s.calibration_statistic,
@@ -582,11 +666,14 @@ def gather_training_sample(
     total_cap: int,
     photometry: PhotometryParams,
     max_rows: int = 60_000,
+    uniform: bool = False,
 ) -> pd.DataFrame:
     """The capped, spatially fair stage-1 training table, sorted by source_id.
 
     The cap is shared out per order-5 pixel (``SAMPLE_ORDER``) from the photometry stage's
     quality-giant counts, so the sample is the same however the catalogue is partitioned.
+    With ``uniform``, instead a uniform random subset of about ``total_cap`` of all the
+    eligible giants (the calibration sample: the catalogue's own mix of stars).
     """
     per_pixel = catalog.properties.get("giants_per_pixel5")
     if per_pixel is None:
@@ -594,11 +681,14 @@ def gather_training_sample(
             f"{catalog.root}: no giants_per_pixel5 in its bigcat.json (made by an older "
             "bigcat). Run `bigcat process` again: the photometry stage is redone."
         )
-    cap = fair_pixel_cap(np.array(list(per_pixel.values()), dtype=np.int64), total_cap)
+    counts = np.array(list(per_pixel.values()), dtype=np.int64)
+    cap = fair_pixel_cap(counts, total_cap)
+    fraction = min(1.0, total_cap / max(int(counts.sum()), 1)) if uniform else None
+    kind = "calibration" if uniform else "sample"
     tasks = [
         (
-            f"{STAGE}-sample-pix{c[0][1]}-{i}",
-            ([str(catalog.partition_path(o, p)) for o, p in c], cap, photometry),
+            f"{STAGE}-{kind}-pix{c[0][1]}-{i}",
+            ([str(catalog.partition_path(o, p)) for o, p in c], cap, photometry, fraction),
         )
         for i, c in enumerate(
             sample_chunks(
@@ -608,9 +698,12 @@ def gather_training_sample(
             )
         )
     ]
-    parts = run_tasks(client, sample_partitions, tasks, "stage1 sample")
+    parts = run_tasks(client, sample_partitions, tasks, f"stage1 {kind}")
     table = pd.concat(parts, ignore_index=True).sort_values("source_id", ignore_index=True)
-    logger.info("stage 1 training sample: %d giants (per-pixel cap %d)", len(table), cap)
+    if uniform:
+        logger.info("stage 1 calibration sample: %d giants (fraction %.4f)", len(table), fraction)
+    else:
+        logger.info("stage 1 training sample: %d giants (per-pixel cap %d)", len(table), cap)
     return table
 
 
@@ -761,7 +854,20 @@ def train_or_load_stage1(
         )
     calibration = None
     if config.stage1.recalibrate_sigma:
-        calibration = calibrate_stage1(client, table, models, config, models_dir, fp, force=force)
+        cal_table, cal_fp = table, fp
+        if config.stage1.calibration_sample == "uniform":
+            cal_table = gather_training_sample(
+                client,
+                catalog,
+                config.stage1.calibration_cap,
+                config.photometry,
+                config.process.target_task_rows,
+                uniform=True,
+            )
+            cal_fp = "uniform-" + sample_fingerprint(cal_table[TABLE_COLUMNS])
+        calibration = calibrate_stage1(
+            client, cal_table, models, config, models_dir, f"{fp}/{cal_fp}", force=force
+        )
     info = {
         "training_rows": len(table),
         "sample_fingerprint": fp,

@@ -56,3 +56,57 @@ def test_combination_never_worse_than_either() -> None:
     p, s = combine_parallaxes(rng.normal(size=1000), sg, rng.normal(size=1000), sn)
     assert np.all(s <= np.minimum(sg, sn) + 1e-15)
     assert np.all(np.isfinite(p))
+
+
+def _mixture_posterior_on_grid(pg, sg, pn, sn, f, b):
+    """Mean and sd of p(x) ~ N(pg | x, sg) [(1-f) N(pn | x, sn) + f N(pn | x, b sn)] on a grid."""
+    x = np.linspace(min(pg, pn) - 20 * max(sg, b * sn), max(pg, pn) + 20 * max(sg, b * sn), 400_001)
+
+    def normal(v, s):
+        return np.exp(-0.5 * ((v - x) / s) ** 2) / s
+
+    post = normal(pg, sg) * ((1 - f) * normal(pn, sn) + f * normal(pn, b * sn))
+    post /= post.sum()
+    mean = (x * post).sum()
+    return mean, np.sqrt(((x - mean) ** 2 * post).sum())
+
+
+def test_outlier_combination_is_the_mixture_posterior() -> None:
+    from bigcat.astrometry import combine_parallaxes_with_outliers
+
+    pg = np.array([1.0, 1.0, 1.0, 0.2, np.nan, 1.0])
+    sg = np.array([0.3, 0.3, 0.3, 0.05, 0.3, 0.3])
+    pn = np.array([1.1, 2.0, 4.0, 1.0, 1.5, np.nan])
+    sn = np.array([0.2, 0.2, 0.2, 0.3, 0.2, 0.2])
+    p, s = combine_parallaxes_with_outliers(pg, sg, pn, sn, 0.05, 3.0)
+    for i in range(4):
+        want = _mixture_posterior_on_grid(pg[i], sg[i], pn[i], sn[i], 0.05, 3.0)
+        np.testing.assert_allclose([p[i], s[i]], want, rtol=1e-6, atol=1e-9)
+    # one measurement missing: the other is passed through, as by eqs. 9-10
+    np.testing.assert_array_equal(p[4:], [1.5, 1.0])
+    np.testing.assert_array_equal(s[4:], [0.2, 0.3])
+    # agreeing measurements: close to eqs. 9-10; conflicting ones: Gaia's weight grows
+    p0, s0 = combine_parallaxes(pg, sg, pn, sn)
+    assert abs(p[0] - p0[0]) < 0.01 and abs(s[0] / s0[0] - 1) < 0.05
+    w_gaia = (p - pn) / (pg - pn)
+    w_gaia0 = (p0 - pn) / (pg - pn)
+    # (the outlier component's Gaia weight is 0.3^2 / (0.3^2 + 0.6^2) = 0.8; eq. 9's is 0.31)
+    assert w_gaia[2] > 0.79 and w_gaia0[2] < 0.32
+
+
+def test_outlier_combination_without_outliers_is_eq9() -> None:
+    from bigcat.astrometry import combine_parallaxes_with_outliers
+
+    rng = np.random.default_rng(5)
+    pg, pn = rng.normal(1, 1, 100), rng.normal(1, 1, 100)
+    sg, sn = rng.uniform(0.1, 1, 100), rng.uniform(0.1, 1, 100)
+    for got, want in zip(
+        combine_parallaxes_with_outliers(pg, sg, pn, sn, 0.0, 5.0),
+        combine_parallaxes(pg, sg, pn, sn),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="outlier_fraction"):
+        combine_parallaxes_with_outliers(pg, sg, pn, sn, 1.0, 3.0)
+    with pytest.raises(ValueError, match="outlier_scale"):
+        combine_parallaxes_with_outliers(pg, sg, pn, sn, 0.1, 0.5)

@@ -145,3 +145,31 @@ def test_quantile_edges_split_evenly():
     assert counts.max() - counts.min() <= 5
     assert len(quantile_edges(np.ones(100), 4)) == 1  # duplicates collapse
     assert len(quantile_edges(v, 1)) == 0
+
+
+def test_outlier_mixture_recovers_scales_fraction_and_width():
+    """Residuals whose sigma is k times too small per bin, a fraction f of them b times wider
+    still: the fit recovers each k (not inflated by the outliers, as variance matching is),
+    f and b."""
+    from bigcat.nn.calibration import fit_outlier_mixture
+
+    rng = np.random.default_rng(11)
+    n = 60_000
+    idx = rng.integers(0, 3, n)
+    k = np.array([0.7, 1.0, 1.4])[idx]
+    sigma = rng.uniform(0.5, 2.0, n)
+    meas = sigma * rng.uniform(0.2, 1.5, n)
+    wide = rng.random(n) < 0.04
+    r = rng.normal(size=n) * k * sigma * np.where(wide, 3.5, 1.0) + rng.normal(size=n) * meas
+    scales, f, b = fit_outlier_mixture(r, sigma, meas, idx, 3, n_iter=10)
+    np.testing.assert_allclose(scales, [0.7, 1.0, 1.4], rtol=0.03)
+    assert abs(f - 0.04) < 0.01 and abs(b - 3.5) < 0.4
+    variance, _ = binned_scales(r, sigma, meas, idx, 3)
+    assert (variance > 1.05 * np.array([0.7, 1.0, 1.4])).all()
+    # deterministic
+    again = fit_outlier_mixture(r, sigma, meas, idx, 3, n_iter=10)
+    np.testing.assert_array_equal(again[0], scales)
+    assert again[1:] == (f, b)
+    # the default single round already moves each k most of the way from variance matching
+    one, _, _ = fit_outlier_mixture(r, sigma, meas, idx, 3)
+    assert (np.abs(one - scales) < 0.5 * np.abs(variance - scales)).all()

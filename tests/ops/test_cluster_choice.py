@@ -150,3 +150,16 @@ def test_dashboard_link_is_the_port_really_bound():
             with urllib.request.urlopen(link, timeout=20) as r:
                 assert r.status == 200
             assert describe_cluster(client)["dashboard"] == link
+
+
+def _imported(modules) -> list[bool]:
+    return [m in sys.modules for m in modules]
+
+
+def test_workers_import_the_stage_modules_when_the_cluster_starts():
+    """A fresh embedded cluster's worker has imported every stage module before its first
+    task (the import is part of starting the cluster, not of the first stage)."""
+    from bigcat.cluster import STAGE_MODULES
+
+    with dask_client(ClusterConfig(n_workers=1, memory_limit="2GiB")) as client:
+        assert list(client.run(_imported, STAGE_MODULES).values()) == [[True] * len(STAGE_MODULES)]

@@ -218,3 +218,61 @@ def test_sample_chunks_never_split_an_order5_pixel():
         coarse[3:4],
         coarse[4:10],
     ]
+
+
+def test_sigma_calibration_with_snr_bins_and_outliers_round_trips():
+    # J0 (1 bin) x M_J (< 0, >= 0) x log10(m_nn / m_obs_error) (< 0.5, >= 0.5)
+    cal = SigmaCalibration((), (0.0,), (1.0, 2.0, 3.0, 4.0), {}, (0.5,), 0.03, 2.5)
+    m = np.array([50.0, 50.0, 200.0, 200.0])  # M_J < 0, < 0, > 0, > 0
+    err = np.array([100.0, 10.0, 1000.0, 10.0])  # log10 S/N -0.3, 0.7, -0.7, 1.3
+    np.testing.assert_allclose(cal.factor(m, np.full(4, 12.0), err), [1.0, 2.0, 3.0, 4.0])
+    # a non-positive prediction has the lowest S/N bin; a missing error gives NaN
+    np.testing.assert_allclose(
+        cal.factor(np.array([-5.0, 50.0]), np.full(2, 12.0), np.array([1.0, np.nan])),
+        [1.0, np.nan],
+    )
+    with pytest.raises(ValueError, match="m_obs_error"):
+        cal.factor(m, np.full(4, 12.0))
+    back = SigmaCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal and (back.outlier_fraction, back.outlier_scale) == (0.03, 2.5)
+
+
+def test_fit_sigma_calibration_mixture_with_snr_bins():
+    args, k = _truncated_sample(1, 200_000)
+    cal = fit_sigma_calibration(
+        *args, n_j0_bins=2, n_mj_bins=2, n_snr_bins=3, margin=3.0, statistic="mixture"
+    )
+    assert len(cal.snr_edges) == 2 and len(cal.scales) == 12
+    assert 0.0 < cal.outlier_fraction < 0.5 and cal.outlier_scale > 1.0
+    assert cal.info["n_snr_bins"] == 3 and cal.info["statistic"] == "mixture"
+    # the sample has no outliers: the core factors are the variance-matching ones
+    plain = fit_sigma_calibration(
+        *args, n_j0_bins=2, n_mj_bins=2, n_snr_bins=3, margin=3.0, statistic="variance"
+    )
+    np.testing.assert_allclose(cal.scales, plain.scales, rtol=0.08)
+
+
+def test_uniform_calibration_sample_is_a_hashed_fraction_whatever_the_files(partition, tmp_path):
+    """The calibration sample keeps the eligible rows whose source_id hash is below the
+    fraction: about that fraction of them, in every region alike, and the same rows however
+    the rows are split between files."""
+    from bigcat.config import PhotometryParams
+    from bigcat.stages.parallax import sample_partitions, training_mask
+
+    df = partition.reset_index(drop=True)
+    half = len(df) // 2
+    paths = []
+    for i, part in enumerate([df, df.iloc[:half], df.iloc[half:]]):
+        paths.append(str(tmp_path / f"p{i}.parquet"))
+        part.to_parquet(paths[-1], index=False)
+    whole = sample_partitions(paths[:1], 0, PhotometryParams(), fraction=0.3)
+    split = sample_partitions(paths[1:], 0, PhotometryParams(), fraction=0.3)
+    eligible = int(training_mask(df).sum())
+    assert eligible > 1000 and abs(len(whole) / eligible - 0.3) < 0.04
+    assert sorted(whole["source_id"]) == sorted(split["source_id"])
+    # dense and sparse sky alike: the fraction holds on either side of the median latitude
+    kept = df["source_id"].isin(whole["source_id"])
+    ok = training_mask(df)
+    lat = df["dec"].abs() > df["dec"].abs().median()
+    for side in (lat, ~lat):
+        assert abs(kept[ok & side].mean() - 0.3) < 0.06

@@ -66,6 +66,7 @@ def test_process_makes_processed_hats_catalogue(run):
         "ingest",
         "photometry",
         "stage1-train",
+        "prior",
         "stage1",
         "stage2-train",
         "stage2",
