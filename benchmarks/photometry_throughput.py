@@ -28,11 +28,11 @@ from _rss import peak_in, rss_samples, start_rss_sampler
 
 
 def measure(rows: int, work: Path, workers: int, scaling: bool) -> dict:
-    from bigcat.catalog.ingest import ingest
     from bigcat.catalog.store import Catalog, partition_path, write_frame_atomic
     from bigcat.cluster import dask_client
     from bigcat.config import ClusterConfig, Config
     from bigcat.photometry import run_photometry
+    from bigcat.stages.ingest import ingest
     from bigcat.stages.mock import make_mock
     from bigcat.stages.partitions import group_partitions, process_partition_group
     from bigcat.stages.photometry import (

@@ -7,12 +7,15 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bigcat import __version__
 from bigcat.config import Config, load_config, scheduler_from_env
-from bigcat.errors import BigcatError
+from bigcat.errors import BigcatError, ConfigError
+from bigcat.mock.galaxies import DESCRIPTIONS as GALAXY_DESCRIPTIONS
+from bigcat.mock.galaxies import GALAXIES
 
 _config_option = click.option(
     "--config",
@@ -33,8 +36,9 @@ _partition_rows_option = click.option(
     type=int,
     default=None,
     metavar="N",
-    help="Adaptive partitions (HATS): merge sparse pixels into lower-order partitions of at "
-    "most N rows; --nside is then the finest order [0: one partition per nside pixel].",
+    help="HATS adaptive partitions: sparse pixels are merged into lower-order partitions of "
+    "at most N rows, --nside being the finest order [[ingest] partition_rows, 50000]; 0: one "
+    "partition per --nside pixel.",
 )
 _workers_option = click.option(
     "--workers",
@@ -43,6 +47,76 @@ _workers_option = click.option(
     default=None,
     help="Workers of the embedded local cluster (default: one per core).",
 )
+
+
+class MultiValueOption(click.Option):
+    """An option that takes one or more values after one flag, and may also be repeated:
+    ``--labels a.parquet b.parquet`` and ``--labels a.parquet --labels b.parquet`` both give
+    ``("a.parquet", "b.parquet")``. Values are taken up to the next token that starts with
+    ``-`` (the next option)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            single = option.process
+
+            def process(value: Any, state: Any, single: Any = single) -> None:
+                single(value, state)
+                while state.rargs and not str(state.rargs[0]).startswith("-"):
+                    single(state.rargs.pop(0), state)
+
+            option.process = process
+
+
+def configure_logging(verbosity: int) -> None:
+    """What reaches stderr: warnings and one line per finished stage by default; bigcat's
+    INFO records with ``-v``; DEBUG records and Dask's own INFO with ``-vv``. (Every run also
+    writes INFO detail to RUN_DIR/run.log, whatever the verbosity.)"""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter())
+
+    def keep(record: logging.LogRecord) -> bool:
+        if getattr(record, "stage_line", False):
+            return True
+        if record.name == "py.warnings":  # Python warnings of the libraries underneath
+            return verbosity >= 1
+        if record.levelno >= logging.WARNING:
+            return True
+        if verbosity >= 2:
+            return True
+        return record.name.startswith("bigcat") and record.levelno >= level
+
+    handler.addFilter(keep)
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_bigcat", False)]:
+        root.removeHandler(old)
+    handler._bigcat = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    logging.getLogger("bigcat").setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    # Dask's loggers have their own levels and handlers; below -vv only their warnings show
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+class _StderrFormatter(logging.Formatter):
+    """Stage lines as they are; other records as ``LEVEL name: message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "stage_line", False):
+            return record.getMessage()
+        if record.name.startswith("bigcat") and record.levelno == logging.WARNING:
+            return f"  warning: {record.getMessage()}"
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
 def _config(config_path: str | None, scheduler: str | None, n_workers: int | None = None) -> Config:
@@ -65,19 +139,49 @@ def _announce(client) -> None:
 
 
 @click.group()
-@click.version_option(__version__, prog_name="bigcat")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
-def cli(verbose: bool) -> None:
+@click.version_option(__version__, "--version", prog_name="bigcat", message="%(prog)s %(version)s")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More detail on stderr: -v bigcat's INFO records, -vv DEBUG and Dask's own (all of "
+    "it is in RUN_DIR/run.log in any case).",
+)
+def cli(verbose: int) -> None:
     """bigcat: photometric metallicities and distances of red giants, on Dask."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
+
+
+def _with_mock_settings(config: Config, galaxy: str | None, explicit: dict) -> Config:
+    """``config`` with the synthetic survey's settings: the named Galaxy (when given), the
+    config's own [mock] keys that differ from its Galaxy, then the explicit options."""
+    import dataclasses
+
+    from bigcat.mock.params import MockParams
+
+    try:
+        if galaxy is not None:
+            params = MockParams.for_galaxy(galaxy, **{**config.mock.overrides(), **explicit})
+            return dataclasses.replace(config, mock=params)
+        return config.replace("mock", **explicit)
+    except ValueError as exc:
+        raise ConfigError(f"mock settings: {exc}") from exc
+
+
+_galaxy_option = click.option(
+    "--galaxy",
+    type=click.Choice(list(GALAXIES)),
+    default=None,
+    help="Named Galaxy to simulate [[mock] galaxy, default]: "
+    + "; ".join(f"{k}: {v}" for k, v in GALAXY_DESCRIPTIONS.items())
+    + ". The other options and the config's [mock] keys win over the Galaxy's values "
+    "(docs/galaxies.md).",
+)
 
 
 @cli.command()
 @click.option("--rows", type=int, required=True, help="Number of stars in the survey.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+@click.option("--seed", type=int, default=None, help="Random seed [[mock] seed, 42].")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option(
     "--gradient",
@@ -95,14 +199,16 @@ def cli(verbose: bool) -> None:
     "--apogee-fraction",
     type=float,
     default=None,
-    help="Fraction of eligible giants (H < 12.2) with an APOGEE-like label [0.2].",
+    help="Fraction of eligible giants (default Galaxy: H < 12.2) with an APOGEE-like label [0.2].",
 )
 @click.option(
     "--lamost-fraction",
     type=float,
     default=None,
-    help="Fraction of eligible stars (dec > -10, G < 17) with a LAMOST-like label [0.25].",
+    help="Fraction of eligible stars (default Galaxy: dec > -10, G < 17) with a LAMOST-like "
+    "label [0.25].",
 )
+@_galaxy_option
 @click.option("--chunk-rows", type=int, default=None, help="Rows per generation task.")
 @_config_option
 @_scheduler_option
@@ -115,6 +221,7 @@ def mock(
     vertex_deg,
     apogee_fraction,
     lamost_fraction,
+    galaxy,
     chunk_rows,
     config_path,
     scheduler,
@@ -124,14 +231,18 @@ def mock(
     from bigcat.stages.mock import DEFAULT_CHUNK_ROWS, make_mock
 
     config = _config(config_path, scheduler, n_workers)
-    config = config.replace(
-        "mock",
-        seed=seed,
-        feh_gradient=gradient,
-        vertex_deg=vertex_deg,
-        label_fraction_apogee=apogee_fraction,
-        label_fraction_lamost=lamost_fraction,
-    )
+    explicit = {
+        k: v
+        for k, v in {
+            "seed": seed,
+            "feh_gradient": gradient,
+            "vertex_deg": vertex_deg,
+            "label_fraction_apogee": apogee_fraction,
+            "label_fraction_lamost": lamost_fraction,
+        }.items()
+        if v is not None
+    }
+    config = _with_mock_settings(config, galaxy, explicit)
     t0 = time.perf_counter()
     with _client(config) as client:
         _announce(client)
@@ -155,7 +266,7 @@ def mock(
 @_workers_option
 def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers):
     """Ingest Parquet/CSV/FITS tables into a HEALPix catalogue (HATS layout)."""
-    from bigcat.catalog.ingest import ingest as run_ingest
+    from bigcat.stages.ingest import ingest as run_ingest
 
     config = _config(config_path, scheduler, n_workers).replace(
         "ingest", nside=nside, partition_rows=partition_rows
@@ -174,8 +285,10 @@ def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers
 @click.option(
     "--input",
     "inputs",
-    multiple=True,
-    help="Input catalogue or raw files (repeatable). None: a synthetic survey is made.",
+    cls=MultiValueOption,
+    metavar="CATALOG_OR_FILES...",
+    help="Input catalogue or raw files (one or more after the flag, or the flag repeated). "
+    "None: a synthetic survey is made.",
 )
 @click.option(
     "--out",
@@ -194,6 +307,7 @@ def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers
     help="Rows of the synthetic survey made when no --input is given [200000].",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the synthetic survey [42].")
+@_galaxy_option
 @click.option(
     "--prior-table",
     type=click.Path(dir_okay=False, exists=True),
@@ -204,10 +318,12 @@ def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers
 @click.option(
     "--labels",
     "labels",
-    multiple=True,
+    cls=MultiValueOption,
     type=click.Path(exists=True),
-    help="APOGEE or LAMOST label table (Parquet/CSV/FITS, repeatable) for the [Fe/H] network. "
-    "Default: the synthetic survey's own tables when no --input is given.",
+    metavar="LABEL_FILES...",
+    help="APOGEE or LAMOST label tables (Parquet/CSV/FITS; one or more after the flag, or the "
+    "flag repeated) for the [Fe/H] network. Default: the synthetic survey's own tables when "
+    "no --input is given.",
 )
 @_config_option
 @_scheduler_option
@@ -219,6 +335,7 @@ def process(
     partition_rows,
     rows,
     seed,
+    galaxy,
     prior_table,
     labels,
     config_path,
@@ -231,12 +348,22 @@ def process(
     config = _config(config_path, scheduler, n_workers).replace(
         "ingest", nside=nside, partition_rows=partition_rows
     )
-    config = config.replace("process", default_mock_rows=rows).replace("mock", seed=seed)
+    config = config.replace("process", default_mock_rows=rows)
+    config = _with_mock_settings(config, galaxy, {} if seed is None else {"seed": seed})
     config = config.replace("stage1", prior_table=prior_table)
     with _client(config) as client:
         _announce(client)
         result = process_with_client(
-            config, client, list(inputs) or None, run_dir, list(labels) or None
+            config,
+            client,
+            list(inputs) or None,
+            run_dir,
+            list(labels) or None,
+            requested_layout={
+                k: v
+                for k, v in {"nside": nside, "partition_rows": partition_rows}.items()
+                if v is not None
+            },
         )
     click.echo(format_summary(result))
 
@@ -247,9 +374,11 @@ def process(
 @click.option(
     "--labels",
     "labels",
-    multiple=True,
+    cls=MultiValueOption,
     type=click.Path(exists=True),
-    help="stage2: APOGEE or LAMOST label tables (repeatable). Default: RUN_DIR/mock's tables.",
+    metavar="LABEL_FILES...",
+    help="stage2 only: APOGEE or LAMOST label tables (one or more after the flag, or the flag "
+    "repeated). Default: RUN_DIR/mock's tables.",
 )
 @_config_option
 @_scheduler_option
@@ -263,6 +392,12 @@ def train(stage, run_dir, labels, config_path, scheduler, n_workers):
     t0 = time.perf_counter()
     if stage == "stage1":
         from bigcat.stages.parallax import train_or_load_stage1
+
+        if labels:
+            raise click.UsageError(
+                "--labels is for `bigcat train stage2`: stage 1 trains on the catalogue's own "
+                "Gaia parallaxes and uses no spectroscopic labels. Drop --labels."
+            )
 
         catalog = Catalog.open(run / "stages" / "photometry")
         with _client(config) as client:
@@ -288,7 +423,7 @@ def train(stage, run_dir, labels, config_path, scheduler, n_workers):
             f"No label tables: {', '.join(missing)} not found. Give APOGEE / LAMOST tables "
             "with --labels (the synthetic survey's own are used only for a mock run)."
         )
-    catalog = Catalog.open(run / "stages" / "stage1")
+    catalog = Catalog.open(run / "stages" / "distance")
     with _client(config) as client:
         _announce(client)
         _, _, info = train_or_load_stage2(
@@ -323,8 +458,7 @@ def format_summary(result) -> str:
         f"{result.stage1['with_distance']:,} distances",
         _stage2_line(result),
         *_analysis_lines(result),
-        f"  time {result.log.info.get('seconds', 0):.1f} s; per stage: "
-        + ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in result.log.stages),
+        f"  time {result.log.info.get('seconds', 0):.1f} s (per stage above and in run.json)",
         f"  output: {result.catalog.root}  (run log: {result.run_dir / 'run.log'})",
     ]
     return "\n".join(lines)
@@ -521,11 +655,13 @@ def analyze_vertex_cmd(
     from bigcat.stages.analyze import open_analysis_catalog, run_vertex
 
     config = _config(config_path, scheduler, n_workers)
-    open_analysis_catalog(run_dir, "vertex")  # fail before starting a cluster
     vertex = {
-        k: v for k, v in {"n_walkers": walkers, "n_burn": burn, "n_steps": steps}.items() if v
+        k: v
+        for k, v in {"n_walkers": walkers, "n_burn": burn, "n_steps": steps}.items()
+        if v is not None
     }
-    params = _analysis_settings(config, seed, no_figures, vertex=vertex)
+    params = _analysis_settings(config, seed, no_figures, vertex=vertex)  # checks the values
+    open_analysis_catalog(run_dir, "vertex")  # fail before starting a cluster
     with _client(config) as client:
         _announce(client)
         out = run_vertex(

@@ -39,6 +39,7 @@ STAGE_MODULES = (
     "bigcat.stages.partitions",
     "bigcat.stages.photometry",
     "bigcat.stages.parallax",
+    "bigcat.stages.distance",
     "bigcat.stages.metallicity",
     "bigcat.astrometry.galactocentric",
 )

@@ -112,16 +112,18 @@ class IngestConfig:
     chunk_rows
         Rows read per input chunk (bounds memory: inputs may be larger than memory).
     partition_rows
-        0 (the default): every partition is one pixel at the ``nside`` order. N > 0: HATS
-        adaptive partitions, as hats-import makes them: ``nside`` is the finest order, and the
-        four pixels of a parent are merged into the parent (repeatedly, down to order 0) while
-        it holds at most N rows. Sparse sky then comes in few large partitions instead of many
-        files of a few rows each, so the per-file cost stops dominating small surveys.
+        HATS adaptive partitions, as hats-import makes them (the default, N = 50,000): ``nside``
+        is the finest order, and the four pixels of a parent are merged into the parent
+        (repeatedly, down to order 0) while it holds at most N rows. Sparse sky then comes in
+        few large partitions instead of many files of a few rows each, so the per-file cost
+        stops dominating. 0: one partition per pixel at the ``nside`` order (fixed layout).
+        The default was chosen by measurement (benchmarks/partition_threshold.py; figures in
+        benchmarks/README.md). Results do not depend on the layout.
     """
 
     nside: int = 32
     chunk_rows: int = 250_000
-    partition_rows: int = 0
+    partition_rows: int = 50_000
 
     def __post_init__(self) -> None:
         order_from_nside(self.nside)
@@ -173,6 +175,10 @@ class ProcessConfig:
             )
 
 
+#: The default distance prior (see ``Stage1Config.prior``).
+PRIOR_DEFAULT = "deconvolved"
+
+
 @dataclass(frozen=True)
 class Stage1Config:
     """Stage 1: photometric parallaxes by cross-training (METHOD.md section 4).
@@ -186,11 +192,52 @@ class Stage1Config:
         the dense bulge does not dominate (every giant is still predicted).
     mc_passes
         Monte-Carlo dropout passes per prediction (the paper gives no number).
-    max_epochs, patience, batch_size, learning_rate
+    max_epochs, patience, batch_size, learning_rate, lr_schedule
         Training settings of each fold model (Adam, early stopping on a 15% validation split).
+        ``lr_schedule = "cosine"`` (default): the learning rate falls from ``learning_rate``
+        to 0 along a half cosine over ``max_epochs``; "plateau": torch's ReduceLROnPlateau.
+        The cosine schedule over 30 epochs reaches the held-out loss the plateau schedule
+        reached in ~60 (benchmarks/README.md, "Stage-1 training").
+    prior
+        The distance prior. Both of the first two are learnt from the catalogue itself:
+
+        * "deconvolved" (default): per level-5 pixel and G bin, the giants' distance
+          distribution deconvolved from their Gaia parallaxes (EM on a grid in ln r with the
+          giant cut's truncation of the noisy parallaxes modelled, pooled hierarchically over
+          HEALPix orders, cross-fitted by halves; ``bigcat.astrometry.learnt_prior``), applied
+          to the combined parallax.
+        * "network": no prior beyond the stage-1 network's predictive distribution of the
+          parallax given colours, apparent magnitude and direction (``features``; learnt from
+          the other stars' Gaia parallaxes), which times the Gaia likelihood is the combined
+          parallax; the distances are that posterior's quantiles.
+        * "model": a GGD per pixel from an assumed literature Galaxy
+          (``bigcat.astrometry.model_prior``).
+        * "table": the Bailer-Jones et al. (2021) GGD table ``prior_table``.
+
+        Giving ``prior_table`` (``--prior-table``) with the default means "table". Figures for
+        each on the default and the validation Galaxies are in benchmarks/README.md.
     prior_table
-        Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); empty =
-        bigcat's default prior derived from its Galaxy model.
+        Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta).
+    prior_mag_edges
+        Interior G edges (mag) of the learnt prior's apparent-magnitude bins.
+    prior_pool_strength
+        Pseudo-stars each cell of the learnt prior borrows from its parent cell (hierarchical
+        pooling over HEALPix orders: a cell with few giants takes its neighbourhood's fit).
+    prior_smoothing
+        Gaussian smoothing (in ln r) after each EM step of the deconvolution.
+    prior_iterations, prior_iterations_finest
+        EM iterations for the whole sky, and at each finer HEALPix order.
+    prior_cap_per_cell
+        At most this many giants per (level-5 pixel, G bin) are used for the fit.
+    features
+        The network's inputs: "colours+j0+sky" (default): the 16 dereddened colours, the
+        dereddened apparent magnitude J0 and the Galactic direction (sin l, cos l, sin b);
+        "colours+j0"; "colours": the paper's 16 colours only. With the colours alone the
+        network predicts the luminosity typical of its training giants' colours, so faint
+        giants (intrinsically fainter than that, near the survey limit) get parallaxes 6-10%
+        too small and bright ones 5% too large; with J0 and the direction the prediction is
+        the expectation given everything observed (bias within 2-4% per magnitude bin; the
+        figures are in benchmarks/README.md, "Stage-1 inputs").
     truncation_likelihood
         Train with a likelihood that models the giant cut applied to the noisy target
         (a truncated Gaussian: the sample only holds stars with M_pseudo below the eq. 7
@@ -238,11 +285,20 @@ class Stage1Config:
     n_folds: int = 8
     training_cap: int = 200_000
     mc_passes: int = 50
-    max_epochs: int = 100
+    max_epochs: int = 30
     patience: int = 8
     batch_size: int = 1024
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
+    lr_schedule: str = "cosine"
+    features: str = "colours+j0+sky"
+    prior: str = PRIOR_DEFAULT
     prior_table: str = ""
+    prior_mag_edges: tuple[float, ...] = (13.0, 14.0, 15.0, 16.0, 17.0, 18.0)
+    prior_pool_strength: float = 20.0
+    prior_smoothing: float = 0.08
+    prior_iterations: int = 30
+    prior_iterations_finest: int = 10
+    prior_cap_per_cell: int = 400
     truncation_likelihood: bool = True
     recalibrate_sigma: bool = True
     calibration_j0_bins: int = 6
@@ -253,6 +309,11 @@ class Stage1Config:
     calibration_statistic: str = "mixture"
     calibration_sample: str = "uniform"
     calibration_cap: int = 200_000
+
+    @property
+    def prior_kind(self) -> str:
+        """The prior actually used: "table" when a table is given with the default setting."""
+        return "table" if self.prior_table and self.prior == PRIOR_DEFAULT else self.prior
 
     def __post_init__(self) -> None:
         for name in (
@@ -277,6 +338,47 @@ class Stage1Config:
             raise ConfigError(
                 f"stage1.calibration_max_error_ratio = {self.calibration_max_error_ratio}: "
                 "must be positive."
+            )
+        object.__setattr__(self, "prior_mag_edges", tuple(float(x) for x in self.prior_mag_edges))
+        kinds = ["network", "deconvolved", "model", "table"]
+        if self.prior not in kinds:
+            raise ConfigError(
+                f'stage1.prior = {self.prior!r}: must be "network" (the default), '
+                '"deconvolved", "model" or "table" (with prior_table).'
+                f"{did_you_mean(self.prior, kinds)}"
+            )
+        if self.prior == "table" and not self.prior_table:
+            raise ConfigError(
+                'stage1.prior = "table" needs stage1.prior_table (or --prior-table CSV): the '
+                "Bailer-Jones et al. (2021) prior_summary.csv."
+            )
+        if self.prior == "model" and self.prior_table:
+            raise ConfigError(
+                f'stage1.prior = "model" and prior_table = {self.prior_table!r} are both set: '
+                'drop prior_table, or set prior = "table".'
+            )
+        edges = self.prior_mag_edges
+        if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise ConfigError(
+                f"stage1.prior_mag_edges = {list(edges)}: give one or more increasing G edges."
+            )
+        if not (self.prior_pool_strength >= 0 and self.prior_smoothing > 0):
+            raise ConfigError(
+                f"stage1.prior_pool_strength = {self.prior_pool_strength}, prior_smoothing = "
+                f"{self.prior_smoothing}: need pool_strength >= 0 and smoothing > 0."
+            )
+        for name in ("prior_iterations", "prior_iterations_finest", "prior_cap_per_cell"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"stage1.{name} = {getattr(self, name)}: must be at least 1.")
+        feature_sets = ("colours", "colours+j0", "colours+j0+sky")
+        if self.features not in feature_sets:
+            raise ConfigError(
+                f"stage1.features = {self.features!r}: must be one of {', '.join(feature_sets)}."
+                f"{did_you_mean(self.features, feature_sets)}"
+            )
+        if self.lr_schedule not in ("cosine", "plateau"):
+            raise ConfigError(
+                f'stage1.lr_schedule = {self.lr_schedule!r}: must be "cosine" or "plateau".'
             )
         if self.calibration_statistic not in ("coverage", "mixture", "variance"):
             raise ConfigError(
@@ -409,6 +511,11 @@ def _build_section(name: str, cls: type, values: dict[str, Any], source: str) ->
             **values,
             "prior": _build_section("vertex.prior", MixturePrior, values["prior"], source),
         }
+    if cls is MockParams:  # `galaxy = "NAME"` applies that Galaxy, the other keys on top
+        try:
+            return MockParams.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: [{name}]: {exc}") from exc
     try:
         return cls(**values)
     except TypeError as exc:

@@ -5,8 +5,10 @@ A run directory holds (SCHEMA.md)::
     RUN_DIR/mock/          the synthetic survey, when no input was given
     RUN_DIR/input/         the ingested input catalogue, when raw files were given
     RUN_DIR/stages/photometry/  the photometry stage's catalogue (HATS layout)
-    RUN_DIR/stages/stage1/ the stage-1 catalogue (parallaxes, distances, absolute magnitudes)
+    RUN_DIR/stages/stage1/ the stage-1 catalogue (photometric and combined parallaxes)
+    RUN_DIR/stages/distance/ the distance catalogue (distances, absolute magnitudes)
     RUN_DIR/models/stage1/ the stage-1 fold models (state dict + JSON sidecar each)
+    RUN_DIR/models/prior/  the deconvolved distance prior (with [stage1] prior = "deconvolved")
     RUN_DIR/models/stage2/ the [Fe/H] model, its validation products and the label report
     RUN_DIR/catalog/       the processed catalogue (HATS layout): [Fe/H] and kinematics added
     RUN_DIR/run.log        log lines of every run in this directory
@@ -28,18 +30,19 @@ from pathlib import Path
 from distributed import Client
 
 from bigcat import __version__
-from bigcat.catalog.ingest import ingest
 from bigcat.catalog.store import Catalog
 from bigcat.cluster import dask_client, describe_cluster
 from bigcat.config import Config
+from bigcat.errors import InputError
+from bigcat.stages.distance import load_distance_prior, run_distances
+from bigcat.stages.ingest import ingest
 from bigcat.stages.metallicity import (
     TooFewLabelsError,
     load_stage2_model,
     run_final,
     train_or_load_stage2,
 )
-from bigcat.stages.mock import make_mock
-from bigcat.stages.parallax import load_prior, run_stage1, train_or_load_stage1
+from bigcat.stages.parallax import run_stage1, train_or_load_stage1
 from bigcat.stages.photometry import run_photometry_stage
 
 logger = logging.getLogger(__name__)
@@ -62,12 +65,13 @@ class RunLog:
         yield record
         record["seconds"] = round(time.perf_counter() - t0, 3)
         self.stages.append(record)
-        logger.info(
+        logger.debug(
             "stage %s: %.1f s %s",
             name,
             record["seconds"],
             {k: v for k, v in record.items() if k not in ("stage", "seconds", "started_at")},
         )
+        logger.info("%s", stage_line(record), extra={"stage_line": True})
         self.save()
 
     def save(self) -> None:
@@ -76,6 +80,88 @@ class RunLog:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({**self.info, "stages": self.stages}, indent=2, default=str))
         os.replace(tmp, path)
+
+
+def _count(record: dict, key: str) -> str:
+    value = record.get(key)
+    return f"{value:,}" if isinstance(value, int) else "-"
+
+
+def _pct(part: int | None, whole: int | None) -> str:
+    return f"{100 * part / whole:.1f}%" if part is not None and whole else "-"
+
+
+def _stage_figure(record: dict) -> tuple[str, str, str]:
+    """(count, what is counted, one key figure) of a finished stage's record."""
+    name, r = record["stage"], record
+    reused = " (reused)" if r.get("models_reused") else ""
+    computed = r.get("partitions_computed")
+    parts = (
+        f"{computed:,} of {r['partitions']:,} partitions computed"
+        if isinstance(computed, int) and isinstance(r.get("partitions"), int)
+        else ""
+    )
+    if name == "mock":
+        return _count(r, "rows"), "stars", "synthetic survey with known truth"
+    if name == "ingest":
+        return _count(r, "rows"), "rows", f"{_count(r, 'partitions')} partitions"
+    if name == "photometry":
+        return (
+            _count(r, "rows"),
+            "rows",
+            (f"{_count(r, 'giants')} giants ({_pct(r.get('giants'), r.get('rows'))}); {parts}"),
+        )
+    if name == "stage1-train":
+        losses = [x for x in r.get("val_loss") or [] if x == x]
+        loss = f"median validation loss {sorted(losses)[len(losses) // 2]:.3f}" if losses else ""
+        return _count(r, "training_rows"), "giants", f"{len(losses)} fold models{reused}; {loss}"
+    if name == "prior":
+        return "", "", str(r.get("source", ""))
+    if name == "stage1":
+        return (
+            _count(r, "giants_predicted"),
+            "giants",
+            (
+                f"NN sigma below Gaia's for "
+                f"{_pct(r.get('nn_better_than_gaia'), r.get('giants_predicted'))}; {parts}"
+            ),
+        )
+    if name == "distance":
+        return _count(r, "with_distance"), "giants", f"{parts}"
+    if name == "stage2-train":
+        if "skipped" in r:
+            return "", "", f"skipped: {r['skipped']}"
+        scatter = r.get("validation_robust_scatter")
+        text = f"validation scatter {scatter:.3f} dex" if isinstance(scatter, float) else ""
+        return _count(r, "labelled_giants"), "labels", f"{text}{reused}"
+    if name == "stage2":
+        return (
+            _count(r, "with_feh"),
+            "[Fe/H]",
+            (f"{_count(r, 'with_velocity')} with velocities; {parts}"),
+        )
+    if name == "analyze-gradient":
+        slope, err = r.get("slope_dex_per_kpc"), r.get("slope_error")
+        text = f"{slope:+.3f} +/- {err:.3f} dex/kpc" if slope is not None and err else "no fit"
+        return _count(r, "n_stars"), "stars", f"gradient {text}"
+    if name == "analyze-vertex":
+        angle, err = r.get("metal_rich_fitted_deg"), r.get("metal_rich_fitted_err_deg")
+        text = (
+            f"metal-rich vertex {angle:+.1f} +/- {err:.1f} deg"
+            if angle is not None
+            else "metal-rich vertex not fitted"
+        )
+        return _count(r, "n_stars"), "stars", text
+    if name == "report":
+        return "", "", str(r.get("path", ""))
+    return _count(r, "rows"), "rows" if "rows" in r else "", ""
+
+
+def stage_line(record: dict) -> str:
+    """The one line ``bigcat process`` prints when a stage ends: name, count, seconds, one
+    key figure (the whole record is in run.json and, at DEBUG, in run.log)."""
+    count, what, figure = _stage_figure(record)
+    return f"  {record['stage']:<17}{count:>11} {what:<7}{record['seconds']:>7.1f} s  {figure}"
 
 
 @contextmanager
@@ -87,7 +173,8 @@ def run_log_file(run_dir: Path) -> Iterator[None]:
     root = logging.getLogger("bigcat")
     root.addHandler(handler)
     old_level = root.level
-    root.setLevel(logging.INFO)
+    if not root.isEnabledFor(logging.INFO):
+        root.setLevel(logging.INFO)
     try:
         yield
     finally:
@@ -99,6 +186,39 @@ def run_log_file(run_dir: Path) -> Iterator[None]:
 def is_catalog(path: Path) -> bool:
     """True for a HATS catalogue directory."""
     return path.is_dir() and (path / "partition_info.csv").exists()
+
+
+def check_catalog_layout(
+    catalog: Catalog, nside: int | None = None, partition_rows: int | None = None
+) -> None:
+    """Refuse an explicit ``--nside`` / ``--partition-rows`` that an existing input catalogue
+    was not made with (its layout is used as it is; nothing is re-partitioned silently).
+
+    Raises
+    ------
+    InputError
+        Naming the catalogue, its layout, the request and the fix.
+    """
+    from bigcat.catalog.healpix import order_from_nside
+
+    problems = []
+    finest = max((o for o, _ in catalog.pixels), default=0)
+    recorded_nside = catalog.properties.get("nside")
+    have_order = order_from_nside(int(recorded_nside)) if recorded_nside else finest
+    if nside is not None and order_from_nside(nside) != have_order:
+        problems.append(
+            f"--nside {nside} (the catalogue's finest order is {have_order}, nside {2**have_order})"
+        )
+    have_rows = catalog.properties.get("partition_threshold")
+    if partition_rows is not None and have_rows is not None and partition_rows != int(have_rows):
+        problems.append(f"--partition-rows {partition_rows} (it was made with {have_rows})")
+    if problems:
+        raise InputError(
+            f"{catalog.root} is already a HEALPix catalogue, used as it is, but "
+            f"{' and '.join(problems)} asks for another layout. Drop the option to use the "
+            "catalogue's own layout, or re-partition it first with `bigcat ingest "
+            f"{catalog.root} --out NEW_CATALOG --nside N --partition-rows M` and pass that."
+        )
 
 
 @dataclass
@@ -121,8 +241,13 @@ def process_with_client(
     inputs: list[str] | None = None,
     run_dir: str | Path = "bigcat-run",
     labels: list[str] | None = None,
+    requested_layout: dict | None = None,
 ) -> RunResult:
     """Run every stage of `bigcat process` on an existing Dask client.
+
+    ``requested_layout`` (``nside``, ``partition_rows``): what the user asked for explicitly;
+    given an existing catalogue as input, a different layout is an error
+    (:func:`check_catalog_layout`).
 
     ``labels``: APOGEE / LAMOST tables for stage 2 (the synthetic survey's own when no input
     is given). Without labels a stage-2 model saved in RUN_DIR/models/stage2 is used; without
@@ -148,6 +273,8 @@ def process_with_client(
             "bigcat %s process -> %s (dashboard %s)", __version__, run_dir, client.dashboard_link
         )
         if not inputs:
+            from bigcat.stages.mock import make_mock  # the synthetic survey: only without input
+
             mock_dir = run_dir / "mock"
             with log.stage("mock") as rec:
                 params = config.mock
@@ -161,6 +288,7 @@ def process_with_client(
         log.info["labels"] = list(label_paths or [])
         if len(inputs) == 1 and is_catalog(Path(inputs[0])):
             catalog = Catalog.open(inputs[0])
+            check_catalog_layout(catalog, **(requested_layout or {}))
         else:
             with log.stage("ingest") as rec:
                 catalog = ingest(inputs, run_dir / "input", config, client)
@@ -176,16 +304,12 @@ def process_with_client(
                 client, phot, config, run_dir / "models" / "stage1"
             )
             rec.update(info)
-        with log.stage("prior") as rec:  # fitted from the Galaxy model unless a table is given
-            prior = load_prior(config)
-            rec["source"] = prior.source
         with log.stage("stage1") as rec:
             stage1_cat, stage1 = run_stage1(
                 client,
                 phot,
                 run_dir / "stages" / "stage1",
                 models,
-                prior,
                 config.stage1.mc_passes,
                 config.process.seed,
                 config.process.target_task_rows,
@@ -200,6 +324,23 @@ def process_with_client(
                 calibration=calibration,
             )
             rec.update(stage1)
+        with log.stage("prior") as rec:  # learnt from the catalogue unless set otherwise
+            prior, prior_info = load_distance_prior(
+                client, stage1_cat, config, run_dir / "models" / "prior"
+            )
+            rec.update(prior_info)
+            rec["source"] = prior.source
+        with log.stage("distance") as rec:
+            dist_cat, dist = run_distances(
+                client,
+                stage1_cat,
+                run_dir / "stages" / "distance",
+                prior,
+                config.photometry,
+                config.process.target_task_rows,
+            )
+            rec.update(dist)
+        stage1["with_distance"] = dist["with_distance"]
         models2 = run_dir / "models" / "stage2"
         stage2: dict = {}
         feh_model = None
@@ -210,7 +351,7 @@ def process_with_client(
             with log.stage("stage2-train") as rec:
                 try:
                     feh_model, label_range, stage2 = train_or_load_stage2(
-                        client, stage1_cat, label_paths, config, models2
+                        client, dist_cat, label_paths, config, models2
                     )
                 except TooFewLabelsError as exc:
                     if not mock_labels:
@@ -233,7 +374,7 @@ def process_with_client(
         with log.stage("stage2") as rec:
             out, final = run_final(
                 client,
-                stage1_cat,
+                dist_cat,
                 run_dir / "catalog",
                 feh_model,
                 label_range,

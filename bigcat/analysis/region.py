@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import healpy as hp
 import numpy as np
 
+from bigcat.astrometry import frames
 from bigcat.errors import ConfigError, did_you_mean
-from bigcat.mock import frames
 
 logger = logging.getLogger(__name__)
 

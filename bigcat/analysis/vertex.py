@@ -13,7 +13,6 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from bigcat.analysis.mixture import (
     unpack,
     vertex_angle_deg,
 )
+from bigcat.astrometry.frames import galactic_lb
 from bigcat.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -163,29 +163,6 @@ class MetallicitySample:
     kind: str
     feh_range: tuple[float | None, float | None]
     rows: pd.DataFrame
-
-
-@lru_cache(maxsize=1)
-def _icrs_to_galactic_matrix() -> np.ndarray:
-    """Rotation ICRS -> Galactic unit vectors, taken once from astropy."""
-    import astropy.units as u
-    from astropy.coordinates import ICRS, Galactic
-
-    basis = ICRS(
-        x=[1.0, 0.0, 0.0] * u.one,
-        y=[0.0, 1.0, 0.0] * u.one,
-        z=[0.0, 0.0, 1.0] * u.one,
-        representation_type="cartesian",
-    )
-    return np.asarray(basis.transform_to(Galactic()).cartesian.xyz.value, dtype=float)
-
-
-def galactic_lb(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ICRS (deg) to Galactic longitude in (-180, 180] and latitude (deg), vectorised."""
-    ra_r, dec_r = np.radians(ra), np.radians(dec)
-    unit = np.vstack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)])
-    g = _icrs_to_galactic_matrix() @ unit
-    return np.degrees(np.arctan2(g[1], g[0])), np.degrees(np.arcsin(np.clip(g[2], -1.0, 1.0)))
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:

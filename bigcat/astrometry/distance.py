@@ -217,16 +217,25 @@ def _chunk_quantiles(
         logp -= lik
         logp -= logp.max(axis=0)
         dens = np.exp(logp, out=logp)
+    return _grid_quantiles(dens, lo, h, qs)
+
+
+def _grid_quantiles(dens: np.ndarray, lo: np.ndarray, h: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles (pc) of densities ``dens`` (grid-major, shape (M, n)) on per-star uniform
+    grids ``u = lo + j h`` in ln r, the density piecewise linear between nodes (trapezoid
+    rule; each quantile by the exact root inside its interval). NaN where the total is not
+    positive and finite."""
+    n_grid = dens.shape[0]
     # trapezoid areas in units of the (per-star constant) grid step
     inc = dens[1:] + dens[:-1]
     inc *= 0.5
     cum = np.cumsum(inc, axis=0, out=inc)
     total = cum[-1]
-    cols = np.arange(plx.size)
-    out = np.empty((plx.size, qs.size))
+    cols = np.arange(dens.shape[1])
+    out = np.empty((dens.shape[1], qs.size))
     for i, q in enumerate(qs):
         target = q * total
-        j = np.minimum(np.count_nonzero(cum < target, axis=0), _N_GRID - 2)
+        j = np.minimum(np.count_nonzero(cum < target, axis=0), n_grid - 2)
         before = np.where(j > 0, cum[np.maximum(j - 1, 0), cols], 0.0)
         rem = np.maximum(target - before, 0.0)
         p0 = dens[j, cols]
@@ -308,4 +317,157 @@ def ggd_distance_posterior(
     for start in range(0, idx.size, chunk_size):
         sel = idx[start : start + chunk_size]
         out[sel] = _chunk_quantiles(plx[sel], sig[sel], length[sel], alp[sel], bet[sel], qs)
+    return out
+
+
+#: Coarse and fine points per star of the grid-prior posterior.
+_N_GRID_COARSE = 64
+
+
+def grid_distance_posterior(
+    parallax_mas: np.ndarray,
+    parallax_error_mas: np.ndarray,
+    log_prior: np.ndarray,
+    grid_ln_pc: np.ndarray,
+    quantiles: Sequence[float] = (0.5, 0.16, 0.84),
+) -> np.ndarray:
+    """Quantiles of the distance posterior with a tabulated prior in u = ln r.
+
+    Parameters
+    ----------
+    parallax_mas, parallax_error_mas : array_like, shape (n,)
+        Parallax (mas; zero and negative are valid) and its uncertainty (> 0).
+    log_prior : numpy.ndarray, shape (n, J)
+        Each star's log prior density in u = ln r (pc) at ``grid_ln_pc`` (linear in between;
+        beyond the grid the end values continue).
+    grid_ln_pc : numpy.ndarray, shape (J,)
+        Uniform grid of ln r (pc).
+    quantiles : sequence of float
+        Posterior probabilities to report.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, len(quantiles))
+        Distance quantiles (pc); NaN for non-finite inputs or sigma <= 0.
+
+    Notes
+    -----
+    Per star, the posterior ``prior(u) N(parallax | 1000 e^-u, sigma)`` is evaluated on 64
+    points over the part of the prior grid where the likelihood is within ``_PRIOR_NATS`` of its
+    peak (the likelihood window alone where it lies outside the grid), then on ``_N_GRID``
+    points over the range where that coarse posterior is within ``_PRIOR_NATS`` of its
+    maximum (one coarse step wider); the quantiles come from the fine grid as in
+    :func:`ggd_distance_posterior`.
+    """
+    qs = np.asarray(quantiles, dtype=np.float64).ravel()
+    if qs.size == 0 or not np.all((qs > 0) & (qs < 1)):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {list(qs)}")
+    plx = np.atleast_1d(np.asarray(parallax_mas, dtype=np.float64))
+    sig = np.atleast_1d(np.asarray(parallax_error_mas, dtype=np.float64))
+    lp = np.asarray(log_prior, dtype=np.float64)
+    grid = np.asarray(grid_ln_pc, dtype=np.float64)
+    n = plx.size
+    out = np.full((n, qs.size), np.nan)
+    valid = np.isfinite(plx) & np.isfinite(sig) & (sig > 0) & np.isfinite(lp).all(axis=1)
+    idx = np.flatnonzero(valid)
+    for start in range(0, idx.size, DEFAULT_CHUNK_SIZE):
+        sel = idx[start : start + DEFAULT_CHUNK_SIZE]
+        out[sel] = _grid_chunk(plx[sel], sig[sel], lp[sel], grid, qs)
+    return out
+
+
+def _interp_rows(lp: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation of ``lp`` (n, J) on ``grid`` at ``u`` (M, n), clamped."""
+    step = grid[1] - grid[0]
+    f = np.clip((u - grid[0]) / step, 0.0, grid.size - 1.0)
+    j = np.minimum(f.astype(np.int64), grid.size - 2)
+    t = f - j
+    cols = np.arange(lp.shape[0])[None, :]
+    return (1.0 - t) * lp[cols, j] + t * lp[cols, j + 1]
+
+
+def _grid_log_post(
+    u: np.ndarray, plx: np.ndarray, sig: np.ndarray, lp: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    x = plx / sig
+    w = 1000.0 * np.exp(-u) / sig  # model parallax in sigmas
+    lik = -0.5 * ((w - np.maximum(x, 0.0)) ** 2 - 2.0 * np.minimum(x, 0.0) * w)
+    return _interp_rows(lp, grid, u) + lik
+
+
+def _grid_chunk(
+    plx: np.ndarray, sig: np.ndarray, lp: np.ndarray, grid: np.ndarray, qs: np.ndarray
+) -> np.ndarray:
+    x = plx / sig
+    nats = _PRIOR_NATS + 0.5 * np.minimum(x, 0.0) ** 2
+    q = np.sqrt(2.0 * nats)
+    near = np.where(x >= 0, plx + q * sig, sig * 2.0 * nats / (q - np.minimum(x, 0.0)))
+    far = plx - q * sig
+    with np.errstate(divide="ignore"):
+        l_lo = np.log(1000.0 / near)
+        l_hi = np.where(far > 0, np.log(1000.0 / np.where(far > 0, far, 1.0)), np.inf)
+    lo = np.maximum(l_lo, grid[0])
+    hi = np.minimum(l_hi, grid[-1])
+    outside = hi <= lo  # the likelihood lies beyond the grid: use its window alone
+    lo = np.where(outside, l_lo, lo)
+    hi = np.where(outside, np.where(np.isfinite(l_hi), l_hi, l_lo + 1.0), hi)
+    t = np.linspace(0.0, 1.0, _N_GRID_COARSE)[:, None]
+    coarse = lo + (hi - lo) * t
+    f = _grid_log_post(coarse, plx, sig, lp, grid)
+    keep = f >= f.max(axis=0) - _PRIOR_NATS
+    first = np.argmax(keep, axis=0)
+    last = _N_GRID_COARSE - 1 - np.argmax(keep[::-1], axis=0)
+    step = (hi - lo) / (_N_GRID_COARSE - 1)
+    new_lo = np.maximum(lo + (first - 1) * step, lo)
+    new_hi = np.minimum(lo + (last + 1) * step, hi)
+    h = (new_hi - new_lo) / (_N_GRID - 1)
+    u = new_lo + _J_GRID[:, None] * h
+    logp = _grid_log_post(u, plx, sig, lp, grid)
+    logp -= logp.max(axis=0)
+    dens = np.exp(logp)
+    return _grid_quantiles(dens, new_lo, h, qs)
+
+
+def parallax_posterior_distances(
+    parallax_mas: np.ndarray,
+    parallax_error_mas: np.ndarray,
+    quantiles: Sequence[float] = (0.5, 0.16, 0.84),
+) -> np.ndarray:
+    """Distance quantiles (pc) when the parallax estimate is itself a posterior.
+
+    The combined parallax of bigcat's stage 1 is the product of the network's predictive
+    distribution for the star's parallax (given its colours, apparent magnitude and position,
+    learnt from other stars' Gaia parallaxes) and the star's own Gaia likelihood: a posterior
+    N(parallax, sigma) over the parallax, with the population information already in it.
+    Restricted to positive parallaxes, its quantiles map to distance quantiles directly
+    (r = 1000 / parallax is monotone): the q-quantile of r is 1000 over the (1 - q)-quantile of
+    the parallax posterior truncated at 0.
+
+    Parameters
+    ----------
+    parallax_mas, parallax_error_mas : array_like
+        Posterior mean and standard deviation of the parallax (mas).
+    quantiles : sequence of float
+        Posterior probabilities of the distance to report.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, len(quantiles))
+        Distances (pc); NaN where an input is not finite, sigma <= 0, or the posterior mass
+        at positive parallax is negligible (a parallax more than 8 sigma below 0).
+    """
+    from scipy.special import ndtr, ndtri
+
+    qs = np.asarray(quantiles, dtype=np.float64).ravel()
+    if qs.size == 0 or not np.all((qs > 0) & (qs < 1)):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {list(qs)}")
+    plx = np.atleast_1d(np.asarray(parallax_mas, dtype=np.float64))
+    sig = np.atleast_1d(np.asarray(parallax_error_mas, dtype=np.float64))
+    out = np.full((plx.size, qs.size), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(plx) & np.isfinite(sig) & (sig > 0) & (plx / sig > -8.0)
+        p0 = ndtr(-plx[ok] / sig[ok])  # posterior mass below parallax 0
+        for i, q in enumerate(qs):
+            level = p0 + (1.0 - q) * (1.0 - p0)  # of the parallax, within the positive part
+            out[ok, i] = 1000.0 / (plx[ok] + sig[ok] * ndtri(level))
     return out

@@ -1,7 +1,7 @@
 """Galactocentric positions and velocities of stars, with linearised uncertainties.
 
 Frame: astropy's ``Galactocentric`` with the v4.0 parameters given explicitly in
-:mod:`bigcat.mock.frames` (GC distance 8.122 kpc, z_sun 20.8 pc, v_sun (12.9, 245.6, 7.78)
+:mod:`bigcat.astrometry.frames` (GC distance 8.122 kpc, z_sun 20.8 pc, v_sun (12.9, 245.6, 7.78)
 km/s). X points from the Sun towards the GC, Y towards positive l, Z to the north Galactic
 pole. The transform is affine, ``r_gc = M r_icrs + o`` and ``v_gc = M v_icrs + v_sun``
 (``frames.frame_constants``), so no astropy call is made per star.
@@ -38,8 +38,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from bigcat.astrometry import frames
 from bigcat.errors import InputError
-from bigcat.mock import frames
 
 logger = logging.getLogger(__name__)
 

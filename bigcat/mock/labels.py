@@ -1,8 +1,10 @@
 """Spectroscopic label tables of the mock: APOGEE-like and LAMOST-like.
 
-APOGEE: all sky, giants with H < ``apogee_h_max``, small errors, ``GAIAEDR3_SOURCE_ID`` for
-95% (else 0, so matching must be positional; RA/DEC jittered by < 0.3 arcsec).
-LAMOST: dec > -10 deg, G < ``lamost_g_max``, giants and dwarfs, larger errors,
+APOGEE: giants with H < ``apogee_h_max`` and |b| <= ``apogee_max_abs_b_deg`` (90: all sky),
+small errors, ``GAIAEDR3_SOURCE_ID`` for 95% (else 0, so matching must be positional; RA/DEC
+jittered by < 0.3 arcsec).
+LAMOST: dec > ``lamost_dec_min_deg`` (-10 deg), |b| >= ``lamost_min_abs_b_deg`` (0: no plane
+avoidance), G < ``lamost_g_max``, giants and dwarfs, larger errors,
 ``gaia_source_id`` for 90% (else -1). A fraction ``bad_label_fraction`` of each table is
 corrupted so that sigma_Teff/Teff > 1 or sigma_logg/logg > 1, with a wild [Fe/H].
 """
@@ -86,8 +88,10 @@ def make_labels(
     h = phot["h_m"].to_numpy()
     g = phot["phot_g_mean_mag"].to_numpy()
     dec = phot["dec"].to_numpy()
-    ap_ok = giant & (h < params.apogee_h_max)
-    la_ok = (dec > -10.0) & (g < params.lamost_g_max)
+    abs_b = np.abs(truth["true_b"].to_numpy())
+    ap_ok = giant & (h < params.apogee_h_max) & (abs_b <= params.apogee_max_abs_b_deg)
+    la_ok = (dec > params.lamost_dec_min_deg) & (g < params.lamost_g_max)
+    la_ok &= abs_b >= params.lamost_min_abs_b_deg
     in_ap = ap_ok & (rng.uniform(size=n) < params.label_fraction_apogee)
     in_la = la_ok & (rng.uniform(size=n) < params.label_fraction_lamost)
     in_la |= in_ap & la_ok & (rng.uniform(size=n) < params.label_overlap_fraction)

@@ -3,8 +3,9 @@
 Dust: A_V is the line-of-sight integral of an exponential dust disc
 ``dust_av_per_kpc exp(-(R - R0)/h_R) exp(-|z|/h_z)`` (mag/kpc), by the trapezoid rule on a
 grid in distance that is dense near the Sun, times a lognormal angular patchiness field that
-depends on ``params.seed`` only (so neighbouring stars share it). Per-band extinction uses
-Wang & Chen (2019) A_band/A_V.
+depends on ``params.seed`` only (so neighbouring stars share it). Per-band extinction is
+A_V times the A_band/A_V of ``params.extinction_law`` (``EXTINCTION_LAWS``; the default,
+Wang & Chen 2019, is also ``EXTINCTION_RATIOS``).
 """
 
 from __future__ import annotations
@@ -13,20 +14,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from bigcat.mock.frames import GALCEN_DISTANCE_KPC, sun_position_kpc
+from bigcat.astrometry.frames import GALCEN_DISTANCE_KPC, sun_position_kpc
+from bigcat.mock.extinction import DEFAULT_EXTINCTION_LAW, EXTINCTION_LAWS
 from bigcat.mock.params import MockParams
 
-#: Wang & Chen (2019) A_band / A_V.
-EXTINCTION_RATIOS: dict[str, float] = {
-    "bp": 1.002,
-    "g": 0.789,
-    "rp": 0.589,
-    "j": 0.243,
-    "h": 0.131,
-    "ks": 0.078,
-    "w1": 0.039,
-    "w2": 0.026,
-}
+#: The default Galaxy's law, Wang & Chen (2019) A_band / A_V (also the ratios the pipeline
+#: assumes). The simulation reads ``extinction_ratios(params)``.
+EXTINCTION_RATIOS: dict[str, float] = EXTINCTION_LAWS[DEFAULT_EXTINCTION_LAW]
 _N_LOS = 16
 _N_PATCH_WAVES = 12
 
@@ -38,6 +32,11 @@ def _patch_waves(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     k /= np.linalg.norm(k, axis=1, keepdims=True)
     k *= rng.uniform(5.0, 60.0, (_N_PATCH_WAVES, 1))  # angular wavenumbers (~3-35 deg scales)
     return k, rng.uniform(0.0, 2 * np.pi, _N_PATCH_WAVES), rng.normal(size=_N_PATCH_WAVES)
+
+
+def extinction_ratios(params: MockParams) -> dict[str, float]:
+    """A_band / A_V of every band under ``params.extinction_law``."""
+    return EXTINCTION_LAWS[params.extinction_law]
 
 
 def patchiness(direction: np.ndarray, params: MockParams) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigcat.mock.params import MockParams
 from bigcat.schema import BANDS
 
 TEFF_SUN, LOGG_SUN, MBOL_SUN = 5772.0, 4.438, 4.74
@@ -57,12 +58,11 @@ LOGG_SPLIT, LOGG_SPLIT_WIDTH = 3.7, 0.1
 CO_BASE, CO_COOL = 0.02, 0.08
 COLOUR_SCATTER = 0.012
 
-MASS = {  # mean, sigma of giant masses (Msun)
-    "thin_disc": (1.3, 0.3),
-    "thick_disc": (1.0, 0.1),
-    "halo": (0.85, 0.05),
-    "bulge": (1.0, 0.15),
-}
+#: Sigma of giant masses (Msun) per population; the means are ``MockParams.giant_mass_<pop>``.
+MASS_SIGMA = {"thin_disc": 0.3, "thick_disc": 0.1, "halo": 0.05, "bulge": 0.15}
+#: log g range (dex) of the RGB luminosity function and the red clump's log g scatter.
+RGB_LOGG_RANGE = (0.5, 3.5)
+CLUMP_LOGG_SIGMA = 0.07
 DWARF_MASS_MAX = {"thin_disc": 1.5, "thick_disc": 1.0, "halo": 0.9, "bulge": 1.0}
 #: Lower bound on dwarf M_Ks (mag) per population (from the mass and Teff caps, with
 #: margin; checked by a test): no dwarf beyond the matching distance can pass the Ks limit.
@@ -80,25 +80,34 @@ def co_strength(teff: np.ndarray) -> np.ndarray:
 
 
 def sample_giants(
-    population: str, feh: np.ndarray, rng: np.random.Generator, red_clump_fraction: float
+    population: str, feh: np.ndarray, rng: np.random.Generator, params: MockParams
 ) -> dict[str, np.ndarray]:
     """RGB and red-clump stars: ``stage`` (str), ``teff`` (K), ``logg`` (dex), ``mass`` (Msun).
 
-    RGB log g is drawn from p(log g) ~ 10^(0.5 log g) on [0.5, 3.5]; Teff(log g, [Fe/H]) is
-    a quadratic in log g, 200 K hotter per dex poorer. The clump has log g ~ 2.36 (M_Ks ~ -1.6),
-    Teff ~ 4700 - 250 [Fe/H] (a red horizontal branch at low [Fe/H]); its share does not
-    depend on [Fe/H], so the selection of bulge giants barely depends on [Fe/H] and the
-    injected vertical gradient survives the selection.
+    RGB log g is drawn from p(log g) ~ 10^(a log g) on [0.5, 3.5] with
+    a = ``params.rgb_logg_exponent`` (0.5 by default; a = 0 is uniform); Teff(log g, [Fe/H])
+    is a quadratic in log g, 200 K hotter per dex poorer. A share ``red_clump_fraction`` are
+    clump stars with log g ~ ``clump_logg`` (2.36: M_Ks ~ -1.6), Teff ~ 4700 - 250 [Fe/H] (a
+    red horizontal branch at low [Fe/H]); the share does not depend on [Fe/H], so the
+    selection of bulge giants barely depends on [Fe/H] and the injected vertical gradient
+    survives the selection. Masses: ``giant_mass_<population>`` with sigma ``MASS_SIGMA``,
+    clipped to [0.7, 2.5] Msun.
     """
     n = feh.size
-    lo, hi = 10 ** (0.5 * 0.5), 10 ** (0.5 * 3.5)
-    logg = np.log10(lo + rng.uniform(size=n) * (hi - lo)) / 0.5
+    a = params.rgb_logg_exponent
+    g_lo, g_hi = RGB_LOGG_RANGE
+    u = rng.uniform(size=n)
+    if a > 0:
+        lo, hi = 10 ** (a * g_lo), 10 ** (a * g_hi)
+        logg = np.log10(lo + u * (hi - lo)) / a
+    else:
+        logg = g_lo + u * (g_hi - g_lo)
     dl = logg - 2.5
     teff = 4620.0 + 370.0 * dl - 30.0 * dl**2 - 200.0 * feh + rng.normal(0.0, 50.0, n)
-    clump = rng.uniform(size=n) < red_clump_fraction
-    logg = np.where(clump, rng.normal(2.36, 0.07, n), logg)
+    clump = rng.uniform(size=n) < params.red_clump_fraction
+    logg = np.where(clump, rng.normal(params.clump_logg, CLUMP_LOGG_SIGMA, n), logg)
     teff = np.where(clump, 4700.0 - 250.0 * feh + rng.normal(0.0, 50.0, n), teff)
-    mu, sig = MASS[population]
+    mu, sig = params.giant_masses[population], MASS_SIGMA[population]
     mass = np.clip(rng.normal(mu, sig, n), 0.7, 2.5)
     return {
         "stage": np.where(clump, "red_clump", "rgb"),

@@ -4,7 +4,7 @@ Each (population, giant/dwarf) cell gets a target number of *selected* rows
 (``frac_<pop> * n_rows`` and ``giant_frac_<pop>``); candidates are drawn from the cell's
 density and stellar model, cut on noise-free dust-free magnitudes (dust only dims), then
 reddened, observed and selected, until the cell is full. The result depends only on
-``(params.seed, chunk, n_rows)``.
+``(params, chunk, n_rows)``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bigcat.mock import frames, galaxy, observe, stars
+from bigcat.astrometry import frames
+from bigcat.mock import galaxy, observe, stars
 from bigcat.mock.params import POPULATIONS, MockParams
 from bigcat.schema import BANDS, INPUT_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
 
@@ -55,7 +56,7 @@ def _candidates(
     pos = galaxy.sample_positions(pop, m, rng, params, local_kpc=local)
     feh = galaxy.sample_feh(pop, pos, rng, params)
     if giant:
-        st = stars.sample_giants(pop, feh, rng, params.red_clump_fraction)
+        st = stars.sample_giants(pop, feh, rng, params)
     else:
         st = stars.sample_dwarfs(pop, feh, rng)
     absm = stars.absolute_magnitudes(st["teff"], st["logg"], feh, st["mass"], rng)
@@ -71,7 +72,8 @@ def _candidates(
     absm = {k: v[idx] for k, v in absm.items()}
     av = observe.extinction_av(pos, params)
     k = idx.size
-    app = {b: absm[b] + dm + observe.EXTINCTION_RATIOS[b] * av for b in BANDS}
+    ratios = observe.extinction_ratios(params)
+    app = {b: absm[b] + dm + ratios[b] * av for b in BANDS}
     err = {}
     for b in ("bp", "g", "rp"):
         err[b] = observe.gaia_mag_error(app["g"], b)
@@ -254,7 +256,7 @@ def simulate_rows(
         "true_distance_pc": 1000.0 * sky["distance_kpc"],
         "true_parallax": sky["parallax"],
         "true_a_v": a_v,
-        "true_a_ks": observe.EXTINCTION_RATIOS["ks"] * a_v,
+        "true_a_ks": observe.extinction_ratios(params)["ks"] * a_v,
         "true_x_gc": pos[0],
         "true_y_gc": pos[1],
         "true_z_gc": pos[2],

@@ -29,6 +29,32 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def heteroscedastic_terms(
+    y: torch.Tensor,
+    y_err: torch.Tensor,
+    value: torch.Tensor,
+    log_var: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    upper_bound: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-row terms of :func:`heteroscedastic_loss` (same arguments, any common shape): the
+    loss is their mean. Batched trainers (a fold dimension) average them per fold."""
+    tiny = torch.finfo(y_err.dtype).tiny
+    log_data_var = torch.log(y_err.square().clamp_min(tiny))
+    s = torch.logaddexp(log_data_var, log_var)
+    sq = (y - value).square() * torch.exp(-s)
+    if weight is not None:
+        sq = weight * sq
+    if upper_bound is None:
+        return 0.5 * sq + 0.5 * s
+    bounded = torch.isfinite(upper_bound)
+    # replace unbounded entries before log_ndtr so no NaN/inf reaches the backward pass
+    b = torch.where(bounded, upper_bound, value.detach())
+    log_phi = torch.special.log_ndtr((b - value) * torch.exp(-0.5 * s))
+    trunc = torch.where(bounded, log_phi, torch.zeros_like(log_phi))
+    return 0.5 * sq + 0.5 * s + trunc
+
+
 def heteroscedastic_loss(
     y: torch.Tensor,
     y_err: torch.Tensor,
@@ -64,17 +90,4 @@ def heteroscedastic_loss(
     torch.Tensor, shape ()
         J, the mean over rows.
     """
-    tiny = torch.finfo(y_err.dtype).tiny
-    log_data_var = torch.log(y_err.square().clamp_min(tiny))
-    s = torch.logaddexp(log_data_var, log_var)
-    sq = (y - value).square() * torch.exp(-s)
-    if weight is not None:
-        sq = weight * sq
-    if upper_bound is None:
-        return (0.5 * sq + 0.5 * s).mean()
-    bounded = torch.isfinite(upper_bound)
-    # replace unbounded entries before log_ndtr so no NaN/inf reaches the backward pass
-    b = torch.where(bounded, upper_bound, value.detach())
-    log_phi = torch.special.log_ndtr((b - value) * torch.exp(-0.5 * s))
-    trunc = torch.where(bounded, log_phi, torch.zeros_like(log_phi))
-    return (0.5 * sq + 0.5 * s + trunc).mean()
+    return heteroscedastic_terms(y, y_err, value, log_var, weight, upper_bound).mean()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,16 +33,49 @@ class BitDropout(nn.Dropout):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
-        self._threshold = min(int(round(p * DROPOUT_RESOLUTION)), DROPOUT_RESOLUTION - 1)
+        self._threshold = dropout_threshold(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self._threshold == 0:
             return x
-        n = x.numel()
-        raw = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
-        u = raw.view(torch.int16)[:n].view(x.shape) & (DROPOUT_RESOLUTION - 1)
-        keep = u >= self._threshold
-        return x * keep * (DROPOUT_RESOLUTION / (DROPOUT_RESOLUTION - self._threshold))
+        return x * bit_dropout_mask(x.shape, self._threshold, x.device)
+
+
+def dropout_threshold(p: float) -> int:
+    """:class:`BitDropout`'s integer threshold for drop probability ``p``."""
+    return min(int(round(p * DROPOUT_RESOLUTION)), DROPOUT_RESOLUTION - 1)
+
+
+def bit_keep_mask(
+    shape: torch.Size | tuple[int, ...],
+    threshold: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Float "unit kept" mask (1.0 kept, 0.0 dropped) cut from raw random bits as
+    :class:`BitDropout` does (the same draws as :func:`bit_dropout_mask`), without a boolean
+    intermediate (comparisons and boolean casts are several times slower than float
+    arithmetic in torch's CPU kernels)."""
+    n = int(np.prod(shape))
+    raw = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(generator=generator)
+    u = (raw.view(torch.int16)[:n].view(shape) & (DROPOUT_RESOLUTION - 1)).to(torch.float32)
+    # u >= threshold  <=>  u - (threshold - 1) >= 1; below, it is <= 0
+    return u.sub_(threshold - 1).clamp_(0.0, 1.0)
+
+
+def bit_dropout_mask(
+    shape: torch.Size | tuple[int, ...],
+    threshold: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A dropout mask (kept units 1 / (1 - p), dropped 0) cut from raw random bits as
+    :class:`BitDropout` does; from ``generator`` (default: torch's global one)."""
+    n = int(np.prod(shape))
+    raw = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(generator=generator)
+    u = raw.view(torch.int16)[:n].view(shape) & (DROPOUT_RESOLUTION - 1)
+    keep = (u >= threshold).to(torch.float32)
+    return keep * (DROPOUT_RESOLUTION / (DROPOUT_RESOLUTION - threshold))
 
 
 class HeteroscedasticMLP(nn.Module):

@@ -32,7 +32,7 @@ independent. The stage calls once per (seed, fold, HEALPix pixel), so the stars 
 one ensemble: their Monte-Carlo error of the mean (~ sigma_drop / sqrt(T)) is correlated, which
 matters only for averages over many stars of a pixel. :func:`mc_dropout_predict_per_row_masks` is the textbook alternative (independent
 masks per row and pass, ``model.train()``); the two agree in distribution (tested) and the batched
-form is many times faster (``bigcat.nn.bench``).
+form is many times faster (``benchmarks/mc_dropout.py``).
 
 Outputs (target units): value = mean over passes; sigma_drop = standard deviation over passes
 (ddof = 0); sigma_pred = sqrt(mean over passes of exp(log_var)) x target scale;

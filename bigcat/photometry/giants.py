@@ -75,3 +75,17 @@ def giant_mask(
         colour = np.asarray(j0_mag, dtype=np.float64) - np.asarray(h0_mag, dtype=np.float64)
         boundary = params.giant_cut_slope * colour + params.giant_cut_intercept
         return (m_pseudo < boundary) & np.isfinite(m_pseudo) & np.isfinite(colour)
+
+
+def giant_cut_parallax_bound(
+    j0_mag: np.ndarray, h0_mag: np.ndarray, params: PhotometryParams | None = None
+) -> np.ndarray:
+    """The giant cut (eq. 7) as a bound on the parallax (mas): a star is a giant when its
+    parallax is below ``(slope (J0 - H0) + intercept) 10^(-0.2 J0)`` (eq. 6 inverted). Stages
+    that model the cut's selection (the learnt distance prior) use it. NaN where J0 or H0 is."""
+    params = PhotometryParams() if params is None else params
+    j0 = np.asarray(j0_mag, dtype=np.float64)
+    colour = j0 - np.asarray(h0_mag, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = params.giant_cut_slope * colour + params.giant_cut_intercept
+        return bound * 10.0 ** (-0.2 * j0)

@@ -292,7 +292,7 @@ def match_labels(
         for key, value in counts.items():
             total[key] = total.get(key, 0) + value
     for survey, c in surveys.items():
-        logger.info("labels %s: %s", survey, c)
+        logger.debug("labels %s: %s", survey, c)
     report = {
         "radius_arcsec": float(radius_arcsec),
         "partitions_searched": len(pixels),

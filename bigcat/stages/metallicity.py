@@ -488,7 +488,7 @@ def train_or_load_stage2(
         "validation_pull_std_core": round(products["pull_std_core"], 3),
         "validation_coverage68_core": round(products["coverage68_core"], 3),
     }
-    logger.info("stage 2: %s", info)
+    logger.debug("stage 2: %s", info)
     return model, label_range, info
 
 

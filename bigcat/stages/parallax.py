@@ -57,11 +57,7 @@ from distributed import Client
 
 from bigcat import __version__
 from bigcat.astrometry import (
-    PriorTable,
     combine_parallaxes_with_outliers,
-    default_prior_table,
-    ggd_distance_posterior,
-    load_prior_table,
     parallax_from_pseudo_magnitude,
 )
 from bigcat.catalog.healpix import HEALPIX29, first_index, pixel_at_order
@@ -74,7 +70,7 @@ from bigcat.nn.checkpoint import load_checkpoint, save_checkpoint
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
 from bigcat.photometry.params import PhotometryParams
-from bigcat.schema import BAND_MAG_COLUMN, BANDS, COLOUR_FEATURE_COLUMNS, STAGE1_OUTPUT_COLUMNS
+from bigcat.schema import COLOUR_FEATURE_COLUMNS, STAGE1_OUTPUT_COLUMNS
 from bigcat.stages.partitions import (
     finalize_stage_output,
     map_partitions_to_files,
@@ -90,11 +86,54 @@ STAGE = "stage1"
 #: HEALPix order of the pixels the training cap is shared out by (the prior's order).
 SAMPLE_ORDER = 5
 FEATURES = COLOUR_FEATURE_COLUMNS
+#: Observables besides the 16 colours the network may take (``[stage1] features``): the
+#: dereddened apparent magnitude J0 and the direction on the sky (Galactic sin l, cos l, sin b).
+EXTRA_FEATURES = ("j0", "sin_l", "cos_l", "sin_b")
+#: The network inputs of each ``[stage1] features`` setting.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "colours": tuple(FEATURES),
+    "colours+j0": (*FEATURES, "j0"),
+    "colours+j0+sky": (*FEATURES, *EXTRA_FEATURES),
+}
 TARGET, TARGET_ERR = "m_pseudo", "m_pseudo_error"
-TABLE_COLUMNS = ["source_id", *FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
-#: The gathered sample: the training columns plus J0 for the sigma calibration (not part of
-#: the sample's fingerprint, so checkpoints trained before it was added stay current).
-SAMPLE_COLUMNS = [*TABLE_COLUMNS, "j0"]
+#: The gathered sample: every possible input, the target, its error and the cut's bound.
+SAMPLE_COLUMNS = ["source_id", *FEATURES, *EXTRA_FEATURES, TARGET, TARGET_ERR, "m_pseudo_bound"]
+
+
+def table_columns(features: Sequence[str]) -> list[str]:
+    """The columns of a gathered sample that identify a training (its fingerprint)."""
+    return ["source_id", *features, TARGET, TARGET_ERR, "m_pseudo_bound"]
+
+
+def extra_features(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """:data:`EXTRA_FEATURES` of each row, from j_m, a_j, ra and dec."""
+    from bigcat.astrometry.frames import galactic_lb
+
+    l_deg, b_deg = galactic_lb(df["ra"].to_numpy(np.float64), df["dec"].to_numpy(np.float64))
+    l_rad, b_rad = np.radians(l_deg), np.radians(b_deg)
+    return {
+        "j0": df["j_m"].to_numpy(np.float64) - df["a_j"].to_numpy(np.float64),
+        "sin_l": np.sin(l_rad),
+        "cos_l": np.cos(l_rad),
+        "sin_b": np.sin(b_rad),
+    }
+
+
+def network_inputs(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The (n, len(features)) input matrix: catalogue columns, and the extra features computed
+    where the frame does not hold them."""
+    extra = None
+    cols = []
+    for name in features:
+        if name in df.columns:
+            cols.append(df[name].to_numpy(np.float64))
+        else:
+            if extra is None:
+                extra = extra_features(df)
+            cols.append(extra[name])
+    return np.column_stack(cols) if cols else np.empty((len(df), 0))
+
+
 OUTPUT_COLUMNS = STAGE1_OUTPUT_COLUMNS
 CALIBRATION_FILE = "calibration.json"
 #: Version of the recalibration method; part of the calibration's identity.
@@ -220,11 +259,11 @@ class Stage1Params:
     """
 
     models: tuple[TrainedModel, ...]
-    prior: PriorTable
     n_passes: int
     seed: int
     n_folds: int
     calibration: SigmaCalibration | None = None
+    features: tuple[str, ...] = tuple(FEATURES)
 
 
 def predicted_abs_mag(m_nn: np.ndarray) -> np.ndarray:
@@ -400,6 +439,8 @@ def sample_partitions(
     cols = [
         "source_id",
         HEALPIX29,
+        "ra",
+        "dec",
         "quality_ok",
         "is_giant",
         *FEATURES,
@@ -427,7 +468,7 @@ def sample_partitions(
     j0_h0 = (df["j_m"] - df["a_j"]) - (df["h_m"] - df["a_h"])
     df = df.assign(
         m_pseudo_bound=photometry.giant_cut_slope * j0_h0 + photometry.giant_cut_intercept,
-        j0=df["j_m"] - df["a_j"],
+        **extra_features(df),
     )
     return df[SAMPLE_COLUMNS].reset_index(drop=True)
 
@@ -438,7 +479,12 @@ def fold_training_rows(source_id: np.ndarray, fold: int, n_folds: int) -> np.nda
 
 
 def train_fold(
-    table: pd.DataFrame, fold: int, n_folds: int, config: TrainConfig, truncation: bool = True
+    table: pd.DataFrame,
+    fold: int,
+    n_folds: int,
+    config: TrainConfig,
+    truncation: bool = True,
+    features: Sequence[str] = FEATURES,
 ) -> TrainedModel:
     """Task body: fold ``fold``'s model, trained on every other fold's rows.
 
@@ -448,17 +494,18 @@ def train_fold(
     train = table[fold_training_rows(table["source_id"].to_numpy(), fold, n_folds)]
     bound = train["m_pseudo_bound"].to_numpy(np.float64) if truncation else None
     return train_network(
-        train[FEATURES].to_numpy(np.float64),
+        train[list(features)].to_numpy(np.float64),
         train[TARGET].to_numpy(np.float64),
         train[TARGET_ERR].to_numpy(np.float64),
-        list(FEATURES),
+        list(features),
         config,
         upper_bound=bound,
     )
 
 
 def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
-    """Kernel: fold, NN and combined parallaxes, distances and absolute magnitudes.
+    """Kernel: fold, NN and combined parallaxes (distances follow in ``bigcat.stages.distance``,
+    once the prior is known).
 
     With ``params.calibration`` the NN's M_pseudo sigma is multiplied by its factor before
     eq. 8, so every downstream column uses the recalibrated sigma. Rows that are not quality
@@ -470,7 +517,7 @@ def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
     out["fold"] = fold
     m_nn = np.full(n, np.nan)
     m_nn_err = np.full(n, np.nan)
-    X = df[list(FEATURES)].to_numpy(np.float64)
+    X = network_inputs(df, params.features)
     usable = (
         df["quality_ok"].to_numpy(bool) & df["is_giant"].to_numpy(bool) & np.isfinite(X).all(axis=1)
     )
@@ -501,24 +548,16 @@ def stage1_kernel(df: pd.DataFrame, params: Stage1Params) -> pd.DataFrame:
     p_err = np.where(usable, p_err, np.nan)
     out["parallax_nn"], out["parallax_nn_error"] = p_nn, p_nn_err
     out["parallax_combined"], out["parallax_combined_error"] = p, p_err
-    hp5 = pixel_at_order(df[HEALPIX29].to_numpy(), 5)
-    length, alpha, beta = params.prior.lookup(hp5)
-    dist = np.full((n, 3), np.nan)
-    rows = np.flatnonzero(usable & np.isfinite(p) & np.isfinite(p_err))
-    if len(rows):
-        dist[rows] = ggd_distance_posterior(
-            p[rows], p_err[rows], length[rows], alpha[rows], beta[rows]
-        )
-    out["distance_pc"], out["distance_pc_p16"], out["distance_pc_p84"] = dist.T
-    dm = 5 * np.log10(dist[:, 0] / 10.0)
-    for band in BANDS:
-        mag = df[BAND_MAG_COLUMN[band]].to_numpy(np.float64) - df[f"a_{band}"].to_numpy(np.float64)
-        out[f"abs_{band}"] = mag - dm
     return out
 
 
 def heldout_prediction(
-    table: pd.DataFrame, model: TrainedModel, fold: int, n_folds: int, n_passes: int, seed: int
+    table: pd.DataFrame,
+    model: TrainedModel,
+    fold: int,
+    n_folds: int,
+    n_passes: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Task body: fold ``fold``'s training-table rows predicted by the model that did not see them.
 
@@ -531,7 +570,7 @@ def heldout_prediction(
         Positions in ``table`` and the prediction (M_pseudo units).
     """
     rows = np.flatnonzero(fold_of(table["source_id"].to_numpy(), n_folds) == fold)
-    X = table[list(FEATURES)].to_numpy(np.float64)[rows]
+    X = table[list(model.feature_names)].to_numpy(np.float64)[rows]
     if len(rows) == 0:
         return rows, np.empty(0), np.empty(0)
     pred = mc_dropout_predict(model, X, n_passes=n_passes, seed=(seed, 1, fold))
@@ -611,7 +650,7 @@ def calibrate_stage1(
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(cal.to_dict(), indent=1))
     os.replace(tmp, path)
-    logger.info(
+    logger.debug(
         "stage 1 sigma calibration: J0 edges %s, M_J edges %s, factors %s",
         cal.j0_edges,
         cal.mj_edges,
@@ -629,7 +668,7 @@ def summarise_stage1(df: pd.DataFrame) -> dict:
         "rows": int(len(df)),
         "giants_predicted": int(has.sum()),
         "nn_better_than_gaia": int((nn_err[has] < gaia_err[has]).sum()),
-        "with_distance": int(np.isfinite(df["distance_pc"].to_numpy()).sum()),
+        "with_combined_parallax": int(np.isfinite(df["parallax_combined"].to_numpy()).sum()),
     }
 
 
@@ -715,11 +754,13 @@ def train_stage1(
     models_dir: Path,
     fingerprint: str,
     truncation: bool = True,
+    features: Sequence[str] = FEATURES,
 ) -> list[TrainedModel]:
     """Train the fold models in parallel on the cluster and save their checkpoints."""
     [shared] = client.scatter([table], broadcast=False)
     tasks = [
-        (f"{STAGE}-train-fold{k}", (shared, k, n_folds, config, truncation)) for k in range(n_folds)
+        (f"{STAGE}-train-fold{k}", (shared, k, n_folds, config, truncation, tuple(features)))
+        for k in range(n_folds)
     ]
     models = run_tasks(client, train_fold, tasks, "stage1 train")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -733,6 +774,7 @@ def train_stage1(
                 "stage": STAGE,
                 "sample_fingerprint": fingerprint,
                 "truncation_likelihood": truncation,
+                "features": list(features),
             },
         )
     return models
@@ -743,7 +785,6 @@ def run_stage1(
     catalog: Catalog,
     out_root: Path,
     models: list[TrainedModel],
-    prior: PriorTable,
     n_passes: int,
     seed: int,
     target_task_rows: int,
@@ -751,7 +792,8 @@ def run_stage1(
     calibration: SigmaCalibration | None = None,
 ) -> tuple[Catalog, dict]:
     """Inference over every partition (models broadcast once) into ``out_root``."""
-    params = Stage1Params(tuple(models), prior, n_passes, seed, len(models), calibration)
+    features = tuple(models[0].feature_names)
+    params = Stage1Params(tuple(models), n_passes, seed, len(models), calibration, features)
     [shared] = client.scatter([params], broadcast=True)
     cal = None if calibration is None else calibration.to_dict() | {"info": None}
     fp = stage_fingerprint(catalog, extra=extra_fingerprint, sigma_calibration=cal)
@@ -768,7 +810,7 @@ def run_stage1(
     )
     totals = {
         k: sum(s[k] for s in summaries)
-        for k in ("rows", "giants_predicted", "nn_better_than_gaia", "with_distance")
+        for k in ("rows", "giants_predicted", "nn_better_than_gaia", "with_combined_parallax")
     }
     totals.update(partition_counts(summaries))
     out = finalize_stage_output(
@@ -778,7 +820,6 @@ def run_stage1(
             "fingerprint": fp,
             "input_fingerprint": catalog.fingerprint,
             "bigcat_version": __version__,
-            "prior": prior.source,
         },
     )
     return out, totals
@@ -792,6 +833,7 @@ def train_config(config: Config) -> TrainConfig:
         batch_size=s.batch_size,
         max_epochs=s.max_epochs,
         patience=s.patience,
+        lr_schedule=s.lr_schedule,
         seed=config.process.seed,
         num_threads=1,
     )
@@ -801,7 +843,11 @@ sample_fingerprint = table_fingerprint
 
 
 def load_models_if_current(
-    models_dir: Path, n_folds: int, fingerprint: str, config: TrainConfig
+    models_dir: Path,
+    n_folds: int,
+    fingerprint: str,
+    config: TrainConfig,
+    features: Sequence[str] = FEATURES,
 ) -> list[TrainedModel] | None:
     """The saved fold models, if they were trained on this sample with these settings."""
     models = []
@@ -815,7 +861,7 @@ def load_models_if_current(
             or meta.get("config") != config.to_dict()
         ):
             return None
-        models.append(load_checkpoint(models_dir / f"fold{k}", expected_features=list(FEATURES)))
+        models.append(load_checkpoint(models_dir / f"fold{k}", expected_features=list(features)))
     return models
 
 
@@ -837,10 +883,15 @@ def train_or_load_stage1(
             f"too few to train {config.stage1.n_folds} fold models. Give a larger catalogue."
         )
     tconf = train_config(config)
-    fp = sample_fingerprint(table[TABLE_COLUMNS]) + (
+    features = FEATURE_SETS[config.stage1.features]
+    fp = sample_fingerprint(table[table_columns(features)]) + (
         "-trunc" if config.stage1.truncation_likelihood else ""
     )
-    models = None if force else load_models_if_current(models_dir, config.stage1.n_folds, fp, tconf)
+    models = (
+        None
+        if force
+        else load_models_if_current(models_dir, config.stage1.n_folds, fp, tconf, features)
+    )
     reused = models is not None
     if models is None:
         models = train_stage1(
@@ -851,6 +902,7 @@ def train_or_load_stage1(
             models_dir,
             fp,
             truncation=config.stage1.truncation_likelihood,
+            features=features,
         )
     calibration = None
     if config.stage1.recalibrate_sigma:
@@ -864,7 +916,7 @@ def train_or_load_stage1(
                 config.process.target_task_rows,
                 uniform=True,
             )
-            cal_fp = "uniform-" + sample_fingerprint(cal_table[TABLE_COLUMNS])
+            cal_fp = "uniform-" + sample_fingerprint(cal_table[table_columns(features)])
         calibration = calibrate_stage1(
             client, cal_table, models, config, models_dir, f"{fp}/{cal_fp}", force=force
         )
@@ -879,10 +931,3 @@ def train_or_load_stage1(
         else [round(x, 3) for x in calibration.scales],
     }
     return models, calibration, info
-
-
-def load_prior(config: Config) -> PriorTable:
-    """The official prior table when configured, else bigcat's default."""
-    if config.stage1.prior_table:
-        return load_prior_table(config.stage1.prior_table)
-    return default_prior_table()

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
-from bigcat.catalog.ingest import group_in_sky_order
 from bigcat.catalog.store import (
     FINGERPRINT_KEY,
     FSYNC,
@@ -40,6 +39,7 @@ from bigcat.catalog.store import (
     with_fingerprint,
     write_table_atomic,
 )
+from bigcat.stages.ingest import group_in_sky_order
 from bigcat.stages.tasks import run_tasks
 
 logger = logging.getLogger(__name__)

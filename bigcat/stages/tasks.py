@@ -28,7 +28,7 @@ def progress_bar() -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=_console,
-        transient=False,
+        transient=True,
         disable=not sys.stderr.isatty() and not _console.is_terminal,
     )
 

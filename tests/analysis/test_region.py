@@ -12,9 +12,9 @@ from bigcat.analysis.region import (
     pixels_for_region,
     sky_fraction,
 )
+from bigcat.astrometry import frames
 from bigcat.catalog.healpix import healpix29, pixel_at_order
 from bigcat.errors import ConfigError
-from bigcat.mock import frames
 
 
 def _cylinder_points(cyl: BulgeCylinder, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

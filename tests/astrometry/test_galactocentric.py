@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from astropy.coordinates import SkyCoord
 
+from bigcat.astrometry import frames
 from bigcat.astrometry.galactocentric import (
     GALACTOCENTRIC_COLUMNS,
     frame_parameters,
@@ -14,7 +15,6 @@ from bigcat.astrometry.galactocentric import (
     velocity_covariance,
 )
 from bigcat.errors import InputError
-from bigcat.mock import frames
 
 K = frames.K_PM
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigcat.astrometry import PriorTable, default_prior_table, load_prior_table
+from bigcat.astrometry import PriorTable, load_prior_table
+from bigcat.astrometry.model_prior import model_prior_table as default_prior_table
 from bigcat.errors import InputError
 
 OFFICIAL = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bigcat.mock import MockChunk, MockParams, frames, galaxy, observe, stars
+from bigcat.astrometry import frames
+from bigcat.mock import MockChunk, MockParams, galaxy, observe, stars
 
 
 def test_parallax_error_vs_g(chunk0: MockChunk) -> None:

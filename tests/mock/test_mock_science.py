@@ -100,6 +100,7 @@ def test_bp_rp_redder_when_metal_rich() -> None:
 
 def test_metal_poor_giants_hotter() -> None:
     rng = np.random.default_rng(0)
-    rich = stars.sample_giants("bulge", np.full(5000, 0.2), rng, 0.0)
-    poor = stars.sample_giants("bulge", np.full(5000, -1.8), rng, 0.0)
+    no_clump = MockParams(red_clump_fraction=0.0)
+    rich = stars.sample_giants("bulge", np.full(5000, 0.2), rng, no_clump)
+    poor = stars.sample_giants("bulge", np.full(5000, -1.8), rng, no_clump)
     assert np.median(poor["teff"]) - np.median(rich["teff"]) > 250.0

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
+from bigcat.nn.model import HeteroscedasticMLP
+from bigcat.nn.scaler import Standardiser
 
 TOY_FEATURES = ["x", "noise"]
 
@@ -43,3 +46,19 @@ def _one_torch_thread():
 
     with torch_threads(1):
         yield
+
+
+def _random_model(n_inputs: int, hidden: tuple[int, ...], seed: int) -> TrainedModel:
+    """An untrained network with seeded weights and identity standardisation."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = HeteroscedasticMLP(n_inputs, hidden)
+    std = Standardiser(np.zeros(n_inputs), np.ones(n_inputs), 0.0, 1.0)
+    names = [f"x{i}" for i in range(n_inputs)]
+    return TrainedModel(net.state_dict(), names, std, TrainConfig(hidden=hidden))
+
+
+@pytest.fixture
+def random_model():
+    """Factory of untrained seeded networks: ``random_model(n_inputs, hidden, seed)``."""
+    return _random_model

@@ -133,10 +133,8 @@ def test_predict_flops_by_hand():
 
 
 @pytest.mark.parametrize("hidden", [(12,), (12, 9, 7)])
-def test_other_depths_match_explicit_loop(hidden):
-    from bigcat.nn.bench import _random_model  # noqa: PLC0415
-
-    model = _random_model(4, hidden, seed=2)
+def test_other_depths_match_explicit_loop(hidden, random_model):
+    model = random_model(4, hidden, seed=2)
     X = np.random.default_rng(0).normal(size=(50, 4))
     value, log_var = mc_dropout_samples(model, X, n_passes=6, seed=3, batch_size=20)
     ev, elv = explicit_passes(model, X, 6, 3)

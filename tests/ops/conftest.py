@@ -73,6 +73,8 @@ def bigcat_process_cmd(config: Path, out: Path, *extra: str) -> list[str]:
         str(ROWS),
         "--nside",
         str(NSIDE),
+        "--partition-rows",
+        "0",  # one partition per pixel: many small files, so a kill lands mid-stage
         "--config",
         str(config),
         "--out",

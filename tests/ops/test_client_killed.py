@@ -9,6 +9,10 @@ import time
 
 import pandas as pd
 import psutil
+import pytest
+
+#: end-to-end runs of the whole pipeline: behind the slow marker (CI runs them)
+pytestmark = pytest.mark.slow
 
 MIN_FILES_BEFORE_KILL = 300
 

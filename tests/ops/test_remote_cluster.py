@@ -19,6 +19,9 @@ import pandas as pd
 import psutil
 import pytest
 
+#: end-to-end runs of the whole pipeline: behind the slow marker (CI runs them)
+pytestmark = pytest.mark.slow
+
 
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=20) as r:

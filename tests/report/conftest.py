@@ -23,7 +23,7 @@ from bigcat.pipeline import process_with_client
 
 ROWS = 4_000
 CONFIG = Config(
-    ingest=IngestConfig(nside=2),
+    ingest=IngestConfig(nside=2, partition_rows=0),
     process=ProcessConfig(default_mock_rows=ROWS, target_task_rows=3_000),
     mock=MockParams(seed=11),
     stage1=Stage1Config(max_epochs=3, patience=2, mc_passes=8, training_cap=4_000),

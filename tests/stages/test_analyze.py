@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from bigcat.analysis.gradient import GradientParams, gradient_sample
 from bigcat.analysis.region import BulgeCylinder, GalacticBox, pixels_for_region
 from bigcat.analysis.vertex import VertexParams, vertex_samples
+from bigcat.astrometry import frames
 from bigcat.catalog.healpix import healpix29, pixel_at_order
 from bigcat.catalog.store import Catalog, finalize_catalog, partition_path, write_frame_atomic
 from bigcat.cli import cli
 from bigcat.config import Config
 from bigcat.errors import InputError
-from bigcat.mock import frames
 from bigcat.stages.analyze import (
     AnalysisParams,
     run_gradient,

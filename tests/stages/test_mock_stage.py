@@ -88,3 +88,44 @@ def test_mock_resume_keeps_finished_chunks(tmp_path, client):
     assert first.stat().st_mtime_ns == stamp
     assert (out / "truth.parquet" / "part-00002.parquet").exists()
     pd.testing.assert_frame_equal(before, _read(out / "photometry.parquet"))
+
+
+def test_cli_mock_galaxy_writes_its_name_and_values(tmp_path):
+    """``--galaxy`` picks a named Galaxy; the config's own [mock] keys and the other options win
+    over the Galaxy's values."""
+    config = tmp_path / "bigcat.toml"
+    config.write_text('[mock]\ngalaxy = "boxybulge"\nfeh_gradient = -0.45\n')
+    out = tmp_path / "longbar"
+    cmd = [sys.executable, "-m", "bigcat", "mock", "--rows", "2000", "--seed", "3"]
+    cmd += ["--out", str(out), "--galaxy", "longbar", "--vertex-deg", "-25"]
+    cmd += ["--chunk-rows", "1000", "--workers", "1", "--config", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "truth.json").read_text())
+    assert summary["params"]["galaxy"] == "longbar"
+    assert summary["galaxy"]["name"] == "longbar"
+    assert summary["galaxy"]["explicit_overrides"] == {
+        "seed": 3,
+        "feh_gradient": -0.45,
+        "vertex_deg": -25.0,
+    }
+    assert summary["params"]["bar_angle_deg"] == 20.0
+    assert summary["params"]["feh_gradient"] == -0.45
+    assert summary["gradient"]["feh_gradient_dex_per_kpc"] == -0.45
+    assert summary["vertex"]["vertex_deg_metal_rich"] == -25.0
+    assert summary["dust"]["extinction_law"] == "nishiyama-2009"
+    assert summary["dust"]["extinction_ratios_a_over_av"]["ks"] == 0.062
+    truth = _read(out / "truth.parquet")
+    assert (
+        (truth["true_a_ks"] / truth["true_a_v"])[truth["true_a_v"] > 0.05].round(6).eq(0.062).all()
+    )
+    assert len(_read(out / "photometry.parquet")) == 2000
+
+
+def test_cli_mock_unknown_galaxy_lists_them(tmp_path):
+    cmd = [sys.executable, "-m", "bigcat", "mock", "--rows", "10", "--out", str(tmp_path / "m")]
+    proc = subprocess.run(cmd + ["--galaxy", "longbr"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    for name in ("default", "longbar", "boxybulge"):
+        assert name in proc.stderr
+    assert not (tmp_path / "m").exists()

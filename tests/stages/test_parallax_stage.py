@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from bigcat.astrometry import default_prior_table
 from bigcat.catalog.sampling import fold_of
 from bigcat.mock import MockParams, simulate_chunk
 from bigcat.nn.fit import TrainConfig, train_network
@@ -71,7 +70,7 @@ def test_fold_training_rows_exclude_their_fold():
 
 def test_each_star_predicted_by_its_own_fold_model(partition):
     """No leakage: with models that answer their own index, every giant gets its fold's value."""
-    params = Stage1Params(tuple(_marker_models(partition)), default_prior_table(), 5, 0, 8)
+    params = Stage1Params(tuple(_marker_models(partition)), 5, 0, 8)
     out = stage1_kernel(partition, params)
     giants = out["quality_ok"] & out["is_giant"]
     assert giants.sum() > 500
@@ -82,16 +81,14 @@ def test_each_star_predicted_by_its_own_fold_model(partition):
 
 
 def test_non_giants_get_nan_and_rows_are_kept(partition):
-    params = Stage1Params(tuple(_marker_models(partition)), default_prior_table(), 5, 0, 8)
+    params = Stage1Params(tuple(_marker_models(partition)), 5, 0, 8)
     out = stage1_kernel(partition, params)
     assert len(out) == len(partition)
     pd.testing.assert_series_equal(out["source_id"], partition["source_id"])
     not_giant = ~(out["quality_ok"] & out["is_giant"])
-    for col in ("parallax_nn", "parallax_combined", "distance_pc", "abs_j"):
+    for col in ("parallax_nn", "parallax_combined"):
         assert out.loc[not_giant, col].isna().all(), col
-    g = ~not_giant & out["distance_pc"].notna()
-    assert (out.loc[g, "distance_pc_p16"] < out.loc[g, "distance_pc"]).all()
-    assert (out.loc[g, "distance_pc"] < out.loc[g, "distance_pc_p84"]).all()
+    g = ~not_giant & out["parallax_combined"].notna()
     # combined error is below both inputs (corrected eq. 10)
     assert (out.loc[g, "parallax_combined_error"] <= out.loc[g, "parallax_error"] + 1e-12).all()
 
@@ -168,10 +165,10 @@ def test_untruncated_rows_uses_the_prediction_margin():
 
 def test_kernel_applies_the_calibration(partition):
     models = tuple(_marker_models(partition))
-    base = stage1_kernel(partition, Stage1Params(models, default_prior_table(), 5, 0, 8))
+    base = stage1_kernel(partition, Stage1Params(models, 5, 0, 8))
     # M_J of fold k's value, 5 log10(k / 100), is < 2.5; giants' J0 in the mock are < 30
     cal = SigmaCalibration((30.0,), (2.5,), (2.0, 3.0, 4.0, 5.0))
-    out = stage1_kernel(partition, Stage1Params(models, default_prior_table(), 5, 0, 8, cal))
+    out = stage1_kernel(partition, Stage1Params(models, 5, 0, 8, cal))
     g = base["parallax_nn"].notna() & (base["parallax_nn"] > 0)
     assert g.sum() > 200
     np.testing.assert_allclose(out.loc[g, "parallax_nn"], base.loc[g, "parallax_nn"])

@@ -23,9 +23,12 @@ from bigcat.pipeline import process_with_client
 from bigcat.schema import INPUT_COLUMNS
 from bigcat.stages.analyze import run_gradient
 
+#: end-to-end runs of the whole pipeline: behind the slow marker (CI runs them)
+pytestmark = pytest.mark.slow
+
 ROWS = 12_000
 CONFIG = Config(
-    ingest=IngestConfig(nside=8),
+    ingest=IngestConfig(nside=8, partition_rows=0),
     process=ProcessConfig(default_mock_rows=ROWS, target_task_rows=3_000),
     mock=MockParams(seed=7),
     stage1=Stage1Config(max_epochs=4, patience=2, mc_passes=10, training_cap=6_000),

@@ -13,13 +13,13 @@ import pytest
 from astropy.table import Table
 
 from bigcat.catalog.healpix import healpix29, pixel_at_order, pixel_index_range
-from bigcat.catalog.ingest import ingest, plan_ingest, prepare_rows, split_chunk
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, IngestConfig
 from bigcat.errors import CatalogError, ConfigError, InputError
 from bigcat.schema import INPUT_COLUMNS
+from bigcat.stages.ingest import ingest, plan_ingest, prepare_rows, split_chunk
 
-CONFIG = Config(ingest=IngestConfig(nside=4, chunk_rows=700))
+CONFIG = Config(ingest=IngestConfig(nside=4, chunk_rows=700, partition_rows=0))
 
 
 def _write_three_formats(tmp_path, input_table):
@@ -99,7 +99,7 @@ def test_adaptive_pixel_above_the_threshold_stays_whole(tmp_path, client, input_
     table.loc[:199, "dec"] = 5.0
     table.to_parquet(tmp_path / "a.parquet")
     config = Config(ingest=IngestConfig(nside=4, chunk_rows=700, partition_rows=100))
-    with caplog.at_level("WARNING", logger="bigcat.catalog.ingest"):
+    with caplog.at_level("WARNING", logger="bigcat.stages.ingest"):
         catalog = ingest([tmp_path / "a.parquet"], tmp_path / "cat", config, client)
     assert catalog.n_rows() == len(table)
     sizes = {op: catalog.partition_rows(*op) for op in catalog.pixels}
@@ -171,7 +171,8 @@ def test_column_mapping_from_config(tmp_path, client, input_table):
     df = input_table(200).rename(columns={"source_id": "SOURCE_ID", "ruwe": "RUWE"})
     df.to_parquet(tmp_path / "renamed.parquet")
     config = Config(
-        ingest=IngestConfig(nside=4), columns={"source_id": "SOURCE_ID", "ruwe": "RUWE"}
+        ingest=IngestConfig(nside=4, partition_rows=0),
+        columns={"source_id": "SOURCE_ID", "ruwe": "RUWE"},
     )
     catalog = ingest([tmp_path / "renamed.parquet"], tmp_path / "cat", config, client)
     assert catalog.n_rows() == 200

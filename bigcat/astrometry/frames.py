@@ -3,7 +3,7 @@
 astropy's frame is an affine map: ``r_gc = M r_icrs + o`` and ``v_gc = M v_icrs + v_sun``
 (heliocentric ICRS Cartesian, kpc and km/s). ``M`` and ``o`` are taken from astropy once
 (for the explicit v4.0 parameters below), after which the transforms are plain numpy and
-agree with astropy to rounding error (see ``tests/mock/test_frames.py``).
+agree with astropy to rounding error (see ``tests/astrometry/test_frames.py``).
 """
 
 from __future__ import annotations

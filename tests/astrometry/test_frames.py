@@ -4,7 +4,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS, Galactic, SkyCoord
 
-from bigcat.mock import frames
+from bigcat.astrometry import frames
 
 
 def _random_gc(n: int, seed: int = 0):
