@@ -23,7 +23,8 @@ _config_option = click.option(
     type=click.Path(dir_okay=False),
     default=None,
     help="TOML file of settings (sections [cluster], [ingest], [process], [photometry], [mock], "
-    "[stage1], [stage2], [gradient], [vertex], [columns]).",
+    "[stage1], [stage2], [gradient], [vertex], [crossmatch], [columns], [columns.gaia|tmass|"
+    "unwise]; every key in docs/settings.md).",
 )
 _scheduler_option = click.option(
     "--scheduler",
@@ -106,6 +107,10 @@ def configure_logging(verbosity: int) -> None:
     # Dask's loggers have their own levels and handlers; below -vv only their warnings show
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # the nanny warns when it kills a worker slow to exit at shutdown: not the user's concern
+    logging.getLogger("distributed.nanny").setLevel(
+        logging.DEBUG if verbosity >= 2 else logging.ERROR
+    )
 
 
 class _StderrFormatter(logging.Formatter):
@@ -131,11 +136,17 @@ def _client(config: Config):
     return dask_client(config.cluster)
 
 
-def _announce(client) -> None:
+def _announce(client, skymap: bool = False) -> None:
     from bigcat.cluster import dashboard_link
 
     link = dashboard_link(client)
     click.echo(f"Dask dashboard: {link or 'not served by this scheduler'}", err=True)
+    if skymap and link:
+        from bigcat.dashboard import skymap_link
+
+        sky = skymap_link(client)
+        if sky:
+            click.echo(f"Live sky map:   {sky}", err=True)
 
 
 @click.group()
@@ -245,7 +256,7 @@ def mock(
     config = _with_mock_settings(config, galaxy, explicit)
     t0 = time.perf_counter()
     with _client(config) as client:
-        _announce(client)
+        _announce(client, skymap=True)
         summary = make_mock(client, config.mock, rows, out, chunk_rows or DEFAULT_CHUNK_ROWS)
     dt = time.perf_counter() - t0
     click.echo(
@@ -279,6 +290,79 @@ def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers
         f"Catalogue {catalog.root}: {catalog.n_rows():,} rows in {len(catalog.pixels):,} partitions "
         f"(nside {config.ingest.nside}), {time.perf_counter() - t0:.1f} s."
     )
+
+
+_SURVEY_HELP = (
+    "{name} table(s): Parquet/CSV/FITS files, directories or globs (one or more after the flag, "
+    "or the flag repeated), or one HATS catalogue; columns as in docs/crossmatch.md, other names "
+    "mapped in [columns.{key}]."
+)
+
+
+@cli.command()
+@click.option(
+    "--gaia",
+    cls=MultiValueOption,
+    required=True,
+    metavar="FILES_OR_CATALOG...",
+    help=_SURVEY_HELP.format(name="Gaia DR3 gaia_source", key="gaia"),
+)
+@click.option(
+    "--tmass",
+    cls=MultiValueOption,
+    required=True,
+    metavar="FILES_OR_CATALOG...",
+    help=_SURVEY_HELP.format(name="2MASS PSC", key="tmass"),
+)
+@click.option(
+    "--unwise",
+    cls=MultiValueOption,
+    required=True,
+    metavar="FILES_OR_CATALOG...",
+    help=_SURVEY_HELP.format(name="unWISE", key="unwise"),
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False), required=True, help="Catalogue directory to create."
+)
+@click.option(
+    "--radius-arcsec",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Match radius, at each counterpart's epoch (Gaia moved by its proper motion).",
+)
+@click.option("--nside", type=int, default=None, help="HEALPix nside of the partitions [32].")
+@_partition_rows_option
+@_config_option
+@_scheduler_option
+@_workers_option
+def crossmatch(
+    gaia,
+    tmass,
+    unwise,
+    out,
+    radius_arcsec,
+    nside,
+    partition_rows,
+    config_path,
+    scheduler,
+    n_workers,
+):
+    """Cross-match Gaia DR3, 2MASS PSC and unWISE into a photometric catalogue (HATS) that
+    `bigcat process --input` takes."""
+    from bigcat.stages.crossmatch import crossmatch as run_crossmatch
+    from bigcat.stages.crossmatch import summary_line
+
+    config = _config(config_path, scheduler, n_workers).replace(
+        "ingest", nside=nside, partition_rows=partition_rows
+    )
+    t0 = time.perf_counter()
+    with _client(config) as client:
+        _announce(client)
+        catalog = run_crossmatch(
+            list(gaia), list(tmass), list(unwise), out, config, client, radius_arcsec=radius_arcsec
+        )
+    click.echo(summary_line(catalog, time.perf_counter() - t0))
 
 
 @cli.command()
@@ -365,6 +449,47 @@ def process(
                 if v is not None
             },
         )
+    click.echo(format_summary(result))
+
+
+@cli.command()
+@click.option(
+    "--models",
+    "models_run",
+    type=click.Path(file_okay=False, exists=True),
+    required=True,
+    metavar="RUN_DIR",
+    help="A finished `bigcat process` run whose models (stage-1 folds and calibration, distance "
+    "prior, stage-2 network) and settings to apply; it is only read.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    cls=MultiValueOption,
+    required=True,
+    metavar="CATALOG_OR_FILES...",
+    help="The catalogue or raw files to apply them to (one or more after the flag, or the flag "
+    "repeated).",
+)
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    metavar="RUN_DIR2",
+    help="New run directory for the results.",
+)
+@_config_option
+@_scheduler_option
+@_workers_option
+def predict(models_run, inputs, run_dir, config_path, scheduler, n_workers):
+    """Apply a finished run's models to another catalogue: no training."""
+    from bigcat.pipeline import predict_with_client
+
+    config = _config(config_path, scheduler, n_workers)
+    with _client(config) as client:
+        _announce(client, skymap=True)
+        result = predict_with_client(config, client, models_run, list(inputs), run_dir)
     click.echo(format_summary(result))
 
 

@@ -10,6 +10,8 @@ Defaults are the paper's values (METHOD.md). A TOML file has one table per secti
     max_ruwe = 1.4
     [columns]            # bigcat name = your file's name
     source_id = "SOURCE_ID"
+    [columns.tmass]      # `bigcat crossmatch`: the same for one survey's own table
+    designation = "DESIGNATION"
 
 A misspelt section or key is an error with "Did you mean ...?".
 """
@@ -29,11 +31,12 @@ from typing import Any
 from bigcat.analysis.gradient import GradientParams
 from bigcat.analysis.mixture import MixturePrior
 from bigcat.analysis.vertex import VertexParams
+from bigcat.catalog.crossmatch import CrossmatchParams
 from bigcat.catalog.healpix import order_from_nside
 from bigcat.errors import ConfigError, did_you_mean
 from bigcat.mock.params import MockParams
 from bigcat.photometry.params import PhotometryParams
-from bigcat.schema import INPUT_COLUMNS
+from bigcat.schema import INPUT_COLUMNS, SURVEY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -343,8 +346,8 @@ class Stage1Config:
         kinds = ["network", "deconvolved", "model", "table"]
         if self.prior not in kinds:
             raise ConfigError(
-                f'stage1.prior = {self.prior!r}: must be "network" (the default), '
-                '"deconvolved", "model" or "table" (with prior_table).'
+                f'stage1.prior = {self.prior!r}: must be "deconvolved" (the default), '
+                '"network", "model" or "table" (with prior_table).'
                 f"{did_you_mean(self.prior, kinds)}"
             )
         if self.prior == "table" and not self.prior_table:
@@ -455,7 +458,11 @@ class Config:
     stage2: Stage2Config = field(default_factory=Stage2Config)
     gradient: GradientParams = field(default_factory=GradientParams)
     vertex: VertexParams = field(default_factory=VertexParams)
+    crossmatch: CrossmatchParams = field(default_factory=CrossmatchParams)
     columns: dict[str, str] = field(default_factory=dict)
+    #: `bigcat crossmatch`: per survey ("gaia", "tmass", "unwise"), bigcat name -> file's name
+    #: (TOML ``[columns.gaia]`` etc.)
+    survey_columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in self.columns:
@@ -465,6 +472,19 @@ class Config:
                     f"{did_you_mean(key, INPUT_COLUMNS)} The left side is bigcat's name "
                     "(SCHEMA.md), the right side your file's name."
                 )
+        for survey, mapping in self.survey_columns.items():
+            if survey not in SURVEY_COLUMNS:
+                raise ConfigError(
+                    f"[columns.{survey}]: no survey '{survey}'.{did_you_mean(survey, SURVEY_COLUMNS)} "
+                    f"The survey tables of `bigcat crossmatch` are {', '.join(SURVEY_COLUMNS)}."
+                )
+            for key in mapping:
+                if key not in SURVEY_COLUMNS[survey]:
+                    raise ConfigError(
+                        f"[columns.{survey}] {key} = ...: '{key}' is not a column bigcat reads "
+                        f"from the {survey} table.{did_you_mean(key, SURVEY_COLUMNS[survey])} "
+                        f"Its columns: {', '.join(SURVEY_COLUMNS[survey])} (docs/crossmatch.md)."
+                    )
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with ``changes`` applied to one section (None values are ignored)."""
@@ -475,8 +495,15 @@ class Config:
         return dataclasses.replace(self, **{section: new_section})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for provenance and fingerprints)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        """Plain-data form (for provenance and fingerprints; :func:`config_from_dict` reads
+        it back)."""
+
+        def plain(obj: Any) -> Any:
+            if hasattr(obj, "items"):  # read-only mappings (extinction ratios)
+                return dict(obj.items())
+            return str(obj)
+
+        return json.loads(json.dumps(dataclasses.asdict(self), default=plain))
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of some sections: what decides whether a stage's output can be reused."""
@@ -495,6 +522,7 @@ _SECTIONS = {
     "stage2": Stage2Config,
     "gradient": GradientParams,
     "vertex": VertexParams,
+    "crossmatch": CrossmatchParams,
 }
 
 
@@ -542,7 +570,14 @@ def load_config(path: str | Path | None = None) -> Config:
     kwargs: dict[str, Any] = {}
     for name, values in data.items():
         if name == "columns":
-            kwargs["columns"] = {str(k): str(v) for k, v in values.items()}
+            kwargs["columns"] = {
+                str(k): str(v) for k, v in values.items() if not isinstance(v, dict)
+            }
+            kwargs["survey_columns"] = {
+                str(k): {str(a): str(b) for a, b in v.items()}
+                for k, v in values.items()
+                if isinstance(v, dict)
+            }
             continue
         if name not in _SECTIONS:
             raise ConfigError(
@@ -559,3 +594,14 @@ def scheduler_from_env(config: Config) -> Config:
     if not config.cluster.scheduler and env:
         return config.replace("cluster", scheduler=env)
     return config
+
+
+def config_from_dict(data: dict[str, Any], source: str) -> Config:
+    """A :class:`Config` from its plain-data form (``Config.to_dict``, as run.json keeps it)."""
+    kwargs: dict[str, Any] = {}
+    for name, values in data.items():
+        if name in _SECTIONS:
+            kwargs[name] = _build_section(name, _SECTIONS[name], dict(values), source)
+        elif name in ("columns", "survey_columns"):
+            kwargs[name] = values
+    return Config(**kwargs)

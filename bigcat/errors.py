@@ -33,11 +33,16 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 
 def missing_columns_message(
-    path: str, missing: list[str], available: Iterable[str], taken: Iterable[str] = ()
+    path: str,
+    missing: list[str],
+    available: Iterable[str],
+    taken: Iterable[str] = (),
+    table: str = "columns",
 ) -> str:
     """Message for required columns absent from an input file, with the mapping that fixes it.
 
-    ``taken`` are the file's columns already used under their own name (not suggested).
+    ``taken`` are the file's columns already used under their own name (not suggested);
+    ``table`` is the TOML table of the mapping (``columns.tmass`` for a survey's own table).
     """
     available = list(available)
     free = [c for c in available if c not in set(taken)]
@@ -50,6 +55,6 @@ def missing_columns_message(
     return (
         f"{path}: missing required column(s) {', '.join(missing)}. "
         f"If the file names them differently, map them in bigcat.toml (pass it with --config):\n"
-        f"  [columns]\n    {mapping}\n"
+        f"  [{table}]\n    {mapping}\n"
         f"The file has: {', '.join(available[:40])}{' ...' if len(available) > 40 else ''}."
     )

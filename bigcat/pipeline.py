@@ -22,7 +22,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +34,16 @@ from bigcat.catalog.store import Catalog
 from bigcat.cluster import dask_client, describe_cluster
 from bigcat.config import Config
 from bigcat.errors import InputError
-from bigcat.stages.distance import load_distance_prior, run_distances
+from bigcat.stages.distance import load_distance_prior, load_run_prior, run_distances
 from bigcat.stages.ingest import ingest
 from bigcat.stages.metallicity import (
+    FehDebias,
     TooFewLabelsError,
     load_stage2_model,
     run_final,
     train_or_load_stage2,
 )
-from bigcat.stages.parallax import run_stage1, train_or_load_stage1
+from bigcat.stages.parallax import load_stage1, run_stage1, train_or_load_stage1
 from bigcat.stages.photometry import run_photometry_stage
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class RunLog:
     run_dir: Path
     stages: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    #: called with each stage's name as it starts (the live sky map's board)
+    on_stage: Callable[[str], None] | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[dict]:
@@ -62,6 +65,8 @@ class RunLog:
         record: dict = {"stage": name, "started_at": round(time.time(), 3)}
         t0 = time.perf_counter()
         logger.info("stage %s: started", name)
+        if self.on_stage is not None:
+            self.on_stage(name)
         yield record
         record["seconds"] = round(time.perf_counter() - t0, 3)
         self.stages.append(record)
@@ -242,8 +247,13 @@ def process_with_client(
     run_dir: str | Path = "bigcat-run",
     labels: list[str] | None = None,
     requested_layout: dict | None = None,
+    models_from: str | Path | None = None,
 ) -> RunResult:
     """Run every stage of `bigcat process` on an existing Dask client.
+
+    ``models_from``: a finished run directory whose models (stage-1 folds and calibration,
+    distance prior, stage-2 network) are applied instead of training (`bigcat predict`; use
+    :func:`predict_with_client`, which also takes that run's settings). It is only read.
 
     ``requested_layout`` (``nside``, ``partition_rows``): what the user asked for explicitly;
     given an existing catalogue as input, a different layout is an error
@@ -257,10 +267,20 @@ def process_with_client(
     run_dir = Path(run_dir).resolve()
     inputs = [str(Path(i).resolve()) for i in inputs] if inputs else None
     label_paths = [str(Path(x).resolve()) for x in labels] if labels else None
+    models_run = Path(models_from).resolve() if models_from is not None else None
     mock_labels = False
     t0 = time.perf_counter()
     with run_log_file(run_dir):
+        from bigcat.dashboard import Board, NullBoard, attach_dashboard
+
+        board: Board | NullBoard
+        try:  # the live sky map on the dashboard (docs/dashboard.md); never fails a run
+            board = attach_dashboard(client, run_dir)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("the live sky map is not available: %s", exc)
+            board = NullBoard()
         log = RunLog(run_dir)
+        log.on_stage = board.stage_started
         log.info = {
             "bigcat_version": __version__,
             "python": platform.python_version(),
@@ -269,6 +289,8 @@ def process_with_client(
             "cluster": describe_cluster(client),
             "inputs": list(inputs or []),
         }
+        if models_run is not None:
+            log.info["models_from"] = model_run_provenance(models_run)
         logger.info(
             "bigcat %s process -> %s (dashboard %s)", __version__, run_dir, client.dashboard_link
         )
@@ -296,13 +318,20 @@ def process_with_client(
                 rec["partitions"] = len(catalog.pixels)
         with log.stage("photometry") as rec:
             phot, totals = run_photometry_stage(
-                client, catalog, run_dir / "stages" / "photometry", config
+                client,
+                catalog,
+                run_dir / "stages" / "photometry",
+                config,
+                on_done=board.on_done("photometry"),
             )
             rec.update(totals)
-        with log.stage("stage1-train") as rec:
-            models, calibration, info = train_or_load_stage1(
-                client, phot, config, run_dir / "models" / "stage1"
-            )
+        with log.stage("stage1-train" if models_run is None else "stage1-models") as rec:
+            if models_run is None:
+                models, calibration, info = train_or_load_stage1(
+                    client, phot, config, run_dir / "models" / "stage1"
+                )
+            else:
+                models, calibration, info = load_stage1(models_run / "models" / "stage1")
             rec.update(info)
         with log.stage("stage1") as rec:
             stage1_cat, stage1 = run_stage1(
@@ -322,12 +351,16 @@ def process_with_client(
                     sort_keys=True,
                 ),
                 calibration=calibration,
+                on_done=board.on_done("stage1"),
             )
             rec.update(stage1)
         with log.stage("prior") as rec:  # learnt from the catalogue unless set otherwise
-            prior, prior_info = load_distance_prior(
-                client, stage1_cat, config, run_dir / "models" / "prior"
-            )
+            if models_run is None:
+                prior, prior_info = load_distance_prior(
+                    client, stage1_cat, config, run_dir / "models" / "prior"
+                )
+            else:
+                prior, prior_info = load_run_prior(models_run, config)
             rec.update(prior_info)
             rec["source"] = prior.source
         with log.stage("distance") as rec:
@@ -338,6 +371,7 @@ def process_with_client(
                 prior,
                 config.photometry,
                 config.process.target_task_rows,
+                on_done=board.on_done("distance"),
             )
             rec.update(dist)
         stage1["with_distance"] = dist["with_distance"]
@@ -347,7 +381,13 @@ def process_with_client(
         label_range = (float("nan"), float("nan"))
         c_weight = config.stage2.c_weight
         sigma_scale = 1.0
-        if label_paths:
+        debias = None
+        if models_run is not None:
+            feh_model, label_range, c_weight, sigma_scale, debias = load_stage2_model(
+                models_run / "models" / "stage2"
+            )
+            stage2 = {"models_from": str(models_run / "models" / "stage2")}
+        elif label_paths:
             with log.stage("stage2-train") as rec:
                 try:
                     feh_model, label_range, stage2 = train_or_load_stage2(
@@ -361,7 +401,7 @@ def process_with_client(
                     logger.warning("stage 2 skipped: %s", exc)
                 rec.update(stage2)
         elif (models2 / "model.json").exists():
-            feh_model, label_range, c_weight, sigma_scale = load_stage2_model(models2)
+            feh_model, label_range, c_weight, sigma_scale, debias = load_stage2_model(models2)
             stage2 = {"models_reused": True, "label_range": list(label_range)}
             logger.info("stage 2: no labels given; using the saved model in %s", models2)
         else:
@@ -387,6 +427,8 @@ def process_with_client(
                 ),
                 c_weight=c_weight,
                 sigma_scale=stage2.get("sigma_scale", sigma_scale),
+                debias=FehDebias.from_dict(stage2["debias"]) if "debias" in stage2 else debias,
+                on_done=board.on_done("stage2"),
             )
             rec.update({k: v for k, v in final.items() if k != "table2"})
         log.info["table2"] = final["table2"]
@@ -401,6 +443,7 @@ def process_with_client(
                 rec["path"] = str(build_report(run_dir, client))
             log.info["seconds"] = round(time.perf_counter() - t0, 3)
             log.save()
+        board.close()
     return RunResult(
         run_dir=run_dir,
         catalog=out,
@@ -411,6 +454,110 @@ def process_with_client(
         final=final,
         analyses=analyses,
     )
+
+
+def model_run_provenance(models_run: Path) -> dict:
+    """What identifies the models a `bigcat predict` run applied: their directory, bigcat
+    version and the sha256 of every model file (provenance; also what the read-only test
+    compares)."""
+    import hashlib
+
+    files = {}
+    for path in sorted((models_run / "models").rglob("*")):
+        if path.is_file() and path.suffix in (".pt", ".json", ".npz"):
+            files[str(path.relative_to(models_run))] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()[:16]
+    run_json = models_run / "run.json"
+    version = json.loads(run_json.read_text()).get("bigcat_version") if run_json.exists() else None
+    return {"run_dir": str(models_run), "bigcat_version": version, "files": files}
+
+
+def model_run_config(models_run: Path, config: Config) -> Config:
+    """``config`` with a finished run's photometry, stage-1 and stage-2 settings (the models
+    were made with them), for `bigcat predict`.
+
+    Raises
+    ------
+    InputError
+        When ``models_run`` is not a finished run, was made by another bigcat version, or
+        ``config`` asks for other photometry/stage settings (naming each difference).
+    """
+    from bigcat.config import config_from_dict
+
+    run_json = models_run / "run.json"
+    missing = [
+        p
+        for p in (run_json, models_run / "models" / "stage1", models_run / "models" / "stage2")
+        if not p.exists()
+    ]
+    if missing:
+        raise InputError(
+            f"{models_run}: not a finished `bigcat process` run ({', '.join(map(str, missing))} "
+            "missing). Give --models the run directory whose models to apply."
+        )
+    info = json.loads(run_json.read_text())
+    version = info.get("bigcat_version")
+    if version != __version__:
+        raise InputError(
+            f"{models_run}: its models were made by bigcat {version}, this is bigcat "
+            f"{__version__}; their inputs or settings may differ. Retrain with `bigcat process` "
+            "(or use the bigcat version that made them)."
+        )
+    made = config_from_dict(info["config"], str(run_json))
+    default = Config()
+    differences = []
+    for section in ("photometry", "stage1", "stage2"):
+        mine = getattr(config, section).__dict__
+        theirs = getattr(made, section).__dict__
+        base = getattr(default, section).__dict__
+        for key, value in mine.items():
+            if value != base[key] and value != theirs[key]:
+                differences.append(f"[{section}] {key} = {value!r} (the models: {theirs[key]!r})")
+    if differences:
+        raise InputError(
+            f"The models of {models_run} were made with other settings than asked for: "
+            + "; ".join(differences)
+            + ". Drop those settings to apply the models as they are, or retrain with "
+            "`bigcat process`."
+        )
+    import dataclasses
+
+    return dataclasses.replace(
+        config, photometry=made.photometry, stage1=made.stage1, stage2=made.stage2
+    )
+
+
+def predict_with_client(
+    config: Config,
+    client: Client,
+    models_run: str | Path,
+    inputs: list[str],
+    run_dir: str | Path,
+) -> RunResult:
+    """`bigcat predict`: apply a finished run's models to another catalogue, no training.
+
+    The model run's photometry, stage-1 and stage-2 settings are used (refused when
+    ``config`` asks for others); each star is predicted by the stage-1 model of its own fold
+    (:func:`bigcat.catalog.sampling.fold_of`), which never saw it, exactly as inside `bigcat
+    process` (a star of the model run's own catalogue gets the same value; a new star is one
+    no fold trained on, so any fold would do, and its hashed fold is the one used); the
+    model run's distance prior and stage-2 network follow. Provenance (run.json
+    ``models_from``) names the model run and the hash of every model file. Nothing is
+    written to ``models_run``.
+    """
+    models_run = Path(models_run).resolve()
+    if not inputs:
+        raise InputError(
+            "bigcat predict needs --input: the catalogue or files to apply the models to."
+        )
+    if Path(run_dir).resolve() == models_run:
+        raise InputError(
+            f"--out {run_dir} is the model run itself: give a new run directory (the model run "
+            "is only read)."
+        )
+    config = model_run_config(models_run, config)
+    return process_with_client(config, client, inputs, run_dir, models_from=models_run)
 
 
 def run_analyses(client: Client, config: Config, run_dir: Path, log: RunLog, final: dict) -> dict:

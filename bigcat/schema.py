@@ -169,3 +169,92 @@ STAGE1_OUTPUT_COLUMNS: list[str] = [
     "distance_pc_p84",
     *[f"abs_{b}" for b in BANDS],
 ]
+
+# ---- `bigcat crossmatch`: the three surveys' own tables (SCHEMA.md, docs/crossmatch.md) ------
+
+#: The survey tables `bigcat crossmatch` reads, by the key of their ``[columns.<key>]`` table.
+SURVEYS: dict[str, str] = {
+    "gaia": "Gaia DR3 gaia_source",
+    "tmass": "2MASS PSC",
+    "unwise": "unWISE (Schlafly et al. 2019)",
+}
+
+#: Photometric-catalogue columns that come from 2MASS and unWISE, not from Gaia.
+TMASS_OUTPUT_COLUMNS: tuple[str, ...] = (
+    "j_m",
+    "j_msigcom",
+    "h_m",
+    "h_msigcom",
+    "ks_m",
+    "ks_msigcom",
+)
+UNWISE_OUTPUT_COLUMNS: tuple[str, ...] = (
+    "w1_mag",
+    "w1_mag_error",
+    "w2_mag",
+    "w2_mag_error",
+    "w1_flags",
+    "w2_flags",
+)
+
+#: Gaia DR3 gaia_source columns: required (name -> kind) and optional (name -> (kind, default)).
+GAIA_REQUIRED_COLUMNS: dict[str, str] = {
+    k: v
+    for k, v in REQUIRED_COLUMNS.items()
+    if k not in TMASS_OUTPUT_COLUMNS + UNWISE_OUTPUT_COLUMNS
+}
+GAIA_OPTIONAL_COLUMNS: dict[str, tuple[str, float]] = {
+    **OPTIONAL_COLUMNS,
+    **{k: (v, float("nan")) for k, v in ZEROPOINT_COLUMNS.items()},
+    "ref_epoch": ("float", 2016.0),  # Julian year of the positions; Gaia DR3: 2016.0
+}
+
+#: 2MASS PSC columns (``jdate``: Julian date of the observation; ``ph_qual`` optional).
+TMASS_REQUIRED_COLUMNS: dict[str, str] = {
+    "designation": "str",
+    "ra": "float",
+    "dec": "float",
+    "j_m": "float",
+    "j_msigcom": "float",
+    "h_m": "float",
+    "h_msigcom": "float",
+    "k_m": "float",
+    "k_msigcom": "float",
+    "jdate": "float",
+}
+TMASS_OPTIONAL_COLUMNS: dict[str, tuple[str, str]] = {"ph_qual": ("str", "")}
+
+#: unWISE catalogue columns (fluxes and their errors in Vega nanomaggies).
+UNWISE_REQUIRED_COLUMNS: dict[str, str] = {
+    "unwise_objid": "str",
+    "ra": "float",
+    "dec": "float",
+    "flux_w1": "float",
+    "dflux_w1": "float",
+    "flux_w2": "float",
+    "dflux_w2": "float",
+    "flags_unwise_w1": "int",
+    "flags_unwise_w2": "int",
+}
+UNWISE_OPTIONAL_COLUMNS: dict[str, tuple[str, str]] = {}
+
+#: Every column of each survey that ``[columns.<survey>]`` may map.
+SURVEY_COLUMNS: dict[str, list[str]] = {
+    "gaia": [*GAIA_REQUIRED_COLUMNS, *GAIA_OPTIONAL_COLUMNS],
+    "tmass": [*TMASS_REQUIRED_COLUMNS, *TMASS_OPTIONAL_COLUMNS],
+    "unwise": [*UNWISE_REQUIRED_COLUMNS, *UNWISE_OPTIONAL_COLUMNS],
+}
+
+#: Columns `bigcat crossmatch` adds to the photometric-catalogue columns (name -> kind).
+CROSSMATCH_COLUMNS: dict[str, str] = {
+    "tmass_designation": "str",  # 2MASS designation; null without a counterpart
+    "ph_qual": "str",  # 2MASS photometric quality flags; null without a counterpart
+    "tmass_sep_arcsec": "float",  # separation at the 2MASS epoch; NaN without a counterpart
+    "tmass_matched": "bool",
+    "unwise_objid": "str",
+    "unwise_sep_arcsec": "float",
+    "unwise_matched": "bool",
+}
+
+#: ``w1_flags`` / ``w2_flags`` of a star without an unWISE counterpart (fails the flag cuts).
+NO_UNWISE_FLAGS = -1

@@ -231,7 +231,7 @@ def test_mock_seed_defaults_to_the_config(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mock_stage, "make_mock", fake_make_mock)
     monkeypatch.setattr("bigcat.cli._client", lambda config: _NullClient())
-    monkeypatch.setattr("bigcat.cli._announce", lambda client: None)
+    monkeypatch.setattr("bigcat.cli._announce", lambda client, **kwargs: None)
     cfg = tmp_path / "bigcat.toml"
     cfg.write_text("[mock]\nseed = 7\n")
     result = CliRunner().invoke(

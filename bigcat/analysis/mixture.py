@@ -829,22 +829,18 @@ def em_deconvolve(
     return EMResult(theta, ll, n_iter, converged)
 
 
-def laplace_ball(
+def laplace_covariance(
     theta0: np.ndarray,
     log_post: Callable[[np.ndarray], np.ndarray],
-    n: int,
-    rng: np.random.Generator,
     step: float = 1e-3,
     max_scale: float = 1.0,
 ) -> np.ndarray | None:
-    """``n`` walkers drawn from the Laplace approximation N(theta0, -H^-1) of the posterior.
+    """Covariance -H^-1 of the Laplace approximation of the posterior at ``theta0``.
 
-    H is the Hessian of ``log_post`` (vectorised over rows) at ``theta0`` by central finite
-    differences with step ``step`` in every unconstrained coordinate (all 2P^2 + 1 points in
-    one call). Returns None where the approximation does not exist (H not negative definite,
-    e.g. a component the data do not constrain, or a non-finite value) or puts fewer than a
-    quarter of its draws inside the support: the caller falls back to a small ball. Draws
-    outside the support are replaced by later ones; standard deviations are capped at
+    H is the Hessian of ``log_post`` (vectorised over rows) by central finite differences
+    with step ``step`` in every unconstrained coordinate (all 2P^2 + 1 points in one call).
+    None where the approximation does not exist (H not negative definite, e.g. a component the
+    data do not constrain, or a non-finite value). Standard deviations are capped at
     ``max_scale``.
     """
     p = theta0.size
@@ -867,8 +863,28 @@ def laplace_ball(
         return None
     cov = np.linalg.inv(chol).T @ np.linalg.inv(chol)
     sd = np.sqrt(np.diag(cov))
-    cov *= np.minimum(1.0, max_scale / sd)[:, None] * np.minimum(1.0, max_scale / sd)[None]
-    # Draws outside the prior's support (e.g. past a bound) are replaced by further draws.
+    return cov * np.minimum(1.0, max_scale / sd)[:, None] * np.minimum(1.0, max_scale / sd)[None]
+
+
+def laplace_ball(
+    theta0: np.ndarray,
+    log_post: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    rng: np.random.Generator,
+    step: float = 1e-3,
+    max_scale: float = 1.0,
+    cov: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """``n`` walkers drawn from the Laplace approximation N(theta0, -H^-1) of the posterior
+    (:func:`laplace_covariance`, or ``cov`` when given). Returns None where the approximation
+    does not exist or puts fewer than a quarter of its draws inside the support: the caller
+    falls back to a small ball. Draws outside the prior's support (e.g. past a bound) are
+    replaced by further draws."""
+    p = theta0.size
+    if cov is None:
+        cov = laplace_covariance(theta0, log_post, step, max_scale)
+    if cov is None:
+        return None
     draws = theta0 + rng.multivariate_normal(np.zeros(p), cov, size=4 * n, method="cholesky")
     ok = np.flatnonzero(np.isfinite(log_post(draws)))
     return np.asarray(draws[ok[:n]]) if ok.size >= n else None

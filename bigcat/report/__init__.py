@@ -5,8 +5,8 @@
 made; a part not made yet is shown as a placeholder naming the command that makes it.
 
 Modules: ``collect`` (one aggregation pass over the catalogue, on Dask when a client is given),
-``tables`` (Tables 1-3 as data and HTML), ``figures`` (matplotlib/healpy PNGs), ``html`` (the
-self-contained page).
+``tables`` (Tables 1-3 as data and HTML), ``figures`` (matplotlib/healpy PNGs), ``skymap`` (the
+partition map of the dashboard's live sky map, final), ``html`` (the self-contained page).
 """
 
 from __future__ import annotations

@@ -898,6 +898,9 @@ def all_figures(data: RunData, out_dir: Path) -> list[ReportFigure]:
             )
     try:
         out.extend(sky_maps(data, out_dir))
+        from bigcat.report.skymap import skymap_figure  # the live sky map's, final
+
+        out.append(skymap_figure(data, out_dir))
     except Exception as exc:  # noqa: BLE001
         logger.exception("report: sky maps failed")
         out.append(ReportFigure("sky", "Sky maps", "", missing=f"could not be drawn: {exc!r}"))

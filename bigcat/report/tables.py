@@ -207,6 +207,17 @@ def table2(data: RunData) -> ReportTable:
             sub, "feh", "feh", "true_feh", edges, m
         )
         formats[col] = "{:.3f}"
+    val = data.validation
+    if val is not None and {"feh_label", "feh_pred"} <= set(val.columns):
+        # the end-bin bias users quote: held-out labels, binned by the label (not the prediction)
+        for name, col in (("raw", "feh_pred"), ("debiased", "feh_debiased")):
+            if col not in val.columns:
+                continue
+            head = f"Validation: median {name} − label, by label bin (dex)"
+            frame[head] = _median_residual(val, col, np.array(TABLE2_ALL)) + _median_residual(
+                val, col, edges
+            )
+            formats[head] = "{:+.3f}"
     note = ""
     if data.summary.counts.get("feh_extrapolated"):
         note = (
@@ -216,6 +227,17 @@ def table2(data: RunData) -> ReportTable:
     return ReportTable(
         "table2", title, caption, frame, formats, note=note, index_header="[Fe/H] Bounds"
     )
+
+
+def _median_residual(val: pd.DataFrame, col: str, edges: np.ndarray) -> list[float]:
+    """Median of ``val[col] - feh_label`` per label bin (NaN for bins with < 5 stars)."""
+    label = val["feh_label"].to_numpy(np.float64)
+    resid = val[col].to_numpy(np.float64) - label
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (label >= lo) & (label < hi) & np.isfinite(resid)
+        out.append(float(np.median(resid[m])) if m.sum() >= 5 else float("nan"))
+    return out
 
 
 def _variant(sample: dict | None, variant: str) -> dict:

@@ -160,6 +160,9 @@ def open_analysis_catalog(run_dir: str | Path, kind: str) -> tuple[Catalog, list
         )
     if kind == "vertex" and "source_id" in available:
         needed = ["source_id", *needed]
+    if kind == "gradient":  # the resampled estimator's inputs, when the catalogue has them
+        extra = [*gradient_kernels.DISTANCE_COLUMNS, *gradient_kernels.OPTIONAL_COLUMNS]
+        needed = [*needed, *[c for c in extra if c in available and c not in needed]]
     for col in needed:
         if col.startswith(TRUTH_PREFIX):  # pragma: no cover - guarded by the kernels' lists
             raise ValueError(f"column {col!r}: no analysis may read truth columns.")
@@ -191,6 +194,17 @@ def _task_names(stage: str, parts: Sequence[tuple[int, int]]) -> list[str]:
     """``<stage>-pix<N>``; partitions sharing a pixel number at other orders get ``-o<k>``."""
     base = min((o for o, _ in parts), default=0)
     return [f"{stage}-pix{p}" if o == base else f"{stage}-pix{p}-o{o}" for o, p in parts]
+
+
+def _feh_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The stage-2 network's pull towards its training mean (models/stage2/model.json), for
+    the gradient's systematic term; None without a stage-2 model."""
+    from bigcat.stages.metallicity import load_debias
+
+    d = load_debias(Path(run_dir) / "models" / "stage2")
+    if d is None or len(d.label_centres) < 2:
+        return None
+    return (np.asarray(d.label_centres), np.asarray(d.pred_medians), float(d.slope))
 
 
 def load_mock_truth(run_dir: str | Path) -> dict[str, Any] | None:
@@ -495,7 +509,7 @@ def run_gradient(
         else pd.DataFrame({c: pd.Series(dtype=float) for c in gradient_kernels.SAMPLE_COLUMNS})
     )
     counts = {k: int(sum(c[k] for _, c in scan.results)) for k in gradient_kernels.CUTS}
-    result = analyze_gradient(rows, gp, int(p.seed or 0))
+    result = analyze_gradient(rows, gp, int(p.seed or 0), feh_curve=_feh_curve(run_dir))
     truth = gradient_truth(load_mock_truth(run_dir))
     result.update(scan.info)
     result.update(

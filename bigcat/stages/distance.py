@@ -51,10 +51,12 @@ from bigcat.catalog.healpix import HEALPIX29, pixel_at_order
 from bigcat.catalog.sampling import unit_hash
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.config import Config
+from bigcat.errors import CatalogError
 from bigcat.photometry.giants import giant_cut_parallax_bound
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import BAND_MAG_COLUMN, BANDS
 from bigcat.stages.partitions import (
+    PartitionsDone,
     finalize_stage_output,
     group_partitions,
     map_partitions_to_files,
@@ -342,6 +344,7 @@ def run_distances(
     prior: Any,
     photometry: PhotometryParams,
     target_task_rows: int,
+    on_done: PartitionsDone | None = None,
 ) -> tuple[Catalog, dict]:
     """The distance pass over every partition of the stage-1 catalogue into ``out_root``."""
     [shared] = client.scatter([DistanceParams(prior, photometry)], broadcast=True)
@@ -361,6 +364,7 @@ def run_distances(
         summarise_distances,
         fp,
         target_task_rows,
+        on_done=on_done,
     )
     totals = {k: sum(s[k] for s in summaries) for k in ("rows", "with_distance")}
     totals.update(partition_counts(summaries))
@@ -375,3 +379,25 @@ def run_distances(
         },
     )
     return out, totals
+
+
+def load_run_prior(models_run: Path, config: Config) -> tuple[DistancePrior, dict]:
+    """The distance prior a finished run used, for `bigcat predict` (read only): its learnt
+    prior file for "deconvolved", else the same kind of prior from the settings."""
+    kind = config.stage1.prior_kind
+    if kind == "deconvolved":
+        path = models_run / "models" / PRIOR_DIR / PRIOR_FILE
+        if not path.exists():
+            raise CatalogError(
+                f"{path}: the model run has no learnt distance prior. Give --models a run "
+                'that `bigcat process` finished with [stage1] prior = "deconvolved".'
+            )
+        prior = LearntPrior.load(path)
+        return prior, {"kind": kind, "models_from": str(path)}
+    if kind == "network":
+        return NetworkPrior(), {"kind": kind}
+    if kind == "table":
+        return load_prior_table(config.stage1.prior_table), {"kind": kind}
+    from bigcat.astrometry.model_prior import model_prior_table
+
+    return model_prior_table(), {"kind": kind}

@@ -87,6 +87,7 @@ class IngestPlan:
     missing_optional: list[list[str]]  # per file: bigcat optional/zero-point columns to fill
     chunks: list[ChunkSpec]
     fingerprint: str
+    keep: tuple[str, ...] = ()  # extra columns carried unchanged (`bigcat crossmatch`'s)
 
 
 def _fingerprint_files(files: list[Path], extra: dict) -> str:
@@ -100,8 +101,12 @@ def _fingerprint_files(files: list[Path], extra: dict) -> str:
     return h.hexdigest()[:24]
 
 
-def plan_ingest(inputs: Sequence[str | Path], config: Config) -> IngestPlan:
+def plan_ingest(
+    inputs: Sequence[str | Path], config: Config, keep: Sequence[str] = ()
+) -> IngestPlan:
     """Check every input's header and plan the chunks. Reads no data.
+
+    ``keep``: extra columns every input must have, carried into the catalogue unchanged.
 
     Raises
     ------
@@ -134,7 +139,13 @@ def plan_ingest(inputs: Sequence[str | Path], config: Config) -> IngestPlan:
                     f"{'an integer' if kind == 'int' else 'a number'} for {col}. Convert the column "
                     "(e.g. strip units or quotes) or map a different column in [columns]."
                 )
-        read_columns.append([mapping.get(c, c) for c in wanted if mapping.get(c, c) in kinds])
+        absent_keep = [c for c in keep if c not in kinds]
+        if absent_keep:
+            raise InputError(f"{path}: no column(s) {', '.join(absent_keep)}.")
+        read_columns.append(
+            [mapping.get(c, c) for c in wanted if mapping.get(c, c) in kinds]
+            + [c for c in keep if c not in rename]
+        )
         absent = [c for c in wanted if c not in REQUIRED_COLUMNS and mapping.get(c, c) not in kinds]
         missing_zp = [c for c in ZEROPOINT_COLUMNS if c in absent]
         if missing_zp:
@@ -145,16 +156,18 @@ def plan_ingest(inputs: Sequence[str | Path], config: Config) -> IngestPlan:
             )
         missing_optional.append(absent)
         chunks.extend(plan_chunks(path, i, n_rows, config.ingest.chunk_rows))
-    fingerprint = _fingerprint_files(
-        files,
-        {
-            "columns": mapping,
-            "nside": config.ingest.nside,
-            "partition_rows": config.ingest.partition_rows,
-            "version": __version__,
-        },
+    settings = {
+        "columns": mapping,
+        "nside": config.ingest.nside,
+        "partition_rows": config.ingest.partition_rows,
+        "version": __version__,
+    }
+    if keep:
+        settings["keep"] = list(keep)
+    fingerprint = _fingerprint_files(files, settings)
+    return IngestPlan(
+        files, rename, read_columns, missing_optional, chunks, fingerprint, tuple(keep)
     )
-    return IngestPlan(files, rename, read_columns, missing_optional, chunks, fingerprint)
 
 
 def prepare_rows(
@@ -164,11 +177,13 @@ def prepare_rows(
     path: str,
     first_row: int,
     file_index: int,
+    keep: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Rename, cast and validate one piece of an input file; add ``_healpix_29`` and the row id.
 
     Pure: frame in, frame out. Output columns: every contract column (absent optional ones
-    filled with their defaults), ``_healpix_29`` and ``_bigcat_row``.
+    filled with their defaults), the ``keep`` columns unchanged, ``_healpix_29`` and
+    ``_bigcat_row``.
 
     Raises
     ------
@@ -215,6 +230,8 @@ def prepare_rows(
             else:
                 out[col] = np.full(len(df), default, dtype=np.float64)
     frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    for col in keep:
+        frame[col] = df[col].to_numpy()
     ra, dec = frame["ra"].to_numpy(), frame["dec"].to_numpy()
     bad = ~(np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90))
     if bad.any():
@@ -245,6 +262,7 @@ def split_chunk(
     staging: str,
     order: int,
     chunk_rows: int,
+    keep: Sequence[str] = (),
 ) -> dict[int, int]:
     """Map task: one input chunk -> sorted shard file(s) + done-marker. Returns rows per pixel.
 
@@ -257,7 +275,7 @@ def split_chunk(
     counts: dict[int, int] = {}
     shards = []
     for k, (first, piece) in enumerate(read_chunk(spec, read_columns, chunk_rows)):
-        frame = prepare_rows(piece, rename, fill, spec.path, first, spec.file_index)
+        frame = prepare_rows(piece, rename, fill, spec.path, first, spec.file_index, keep)
         frame = frame.sort_values(HEALPIX29, kind="stable").reset_index(drop=True)
         pix = pixel_at_order(frame[HEALPIX29].to_numpy(), order)
         uniq, n = np.unique(pix, return_counts=True)
@@ -365,11 +383,15 @@ def ingest(
     out: str | Path,
     config: Config,
     client: Client,
+    keep: Sequence[str] = (),
+    properties: dict | None = None,
 ) -> Catalog:
     """Ingest raw tables into a HEALPix catalogue at ``out`` (see the module docstring).
 
     Returns the opened catalogue. If ``out`` already holds a catalogue made from the same
-    inputs and settings, it is returned as it is.
+    inputs and settings, it is returned as it is. ``keep``: extra columns carried unchanged
+    (every input must have them); ``properties``: added to (and overriding) the provenance
+    in ``bigcat.json``.
 
     Raises
     ------
@@ -380,7 +402,7 @@ def ingest(
     """
     t0 = time.perf_counter()
     out = Path(out)
-    plan = plan_ingest(inputs, config)
+    plan = plan_ingest(inputs, config, keep)
     if out.exists():
         try:
             existing = Catalog.open(out)
@@ -420,6 +442,7 @@ def ingest(
                     str(staging),
                     order,
                     config.ingest.chunk_rows,
+                    plan.keep,
                 ),
             )
             for c in plan.chunks
@@ -475,6 +498,7 @@ def ingest(
                 "partition_threshold": config.ingest.partition_rows,
                 "bigcat_version": __version__,
                 "kind": "ingest",
+                **(properties or {}),
             },
             partition_rows={(o, p): n for o, p, n in counts_by_part},
         )

@@ -42,6 +42,7 @@ from bigcat.astrometry.galactocentric import (
     galactocentric_columns,
 )
 from bigcat.catalog.sampling import unit_hash
+from bigcat.catalog.skymap import feh_histogram
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, Stage2Config
 from bigcat.errors import InputError
@@ -51,6 +52,7 @@ from bigcat.nn.fit import TrainConfig, TrainedModel, train_network
 from bigcat.nn.predict import mc_dropout_predict
 from bigcat.schema import BANDS, COLOUR_FEATURE_COLUMNS
 from bigcat.stages.partitions import (
+    PartitionsDone,
     finalize_stage_output,
     map_partitions_to_files,
     partition_counts,
@@ -63,7 +65,19 @@ logger = logging.getLogger(__name__)
 
 STAGE = "stage2"
 FEATURES: tuple[str, ...] = (*COLOUR_FEATURE_COLUMNS, *[f"abs_{b}" for b in BANDS])
-OUTPUT_COLUMNS = ["feh", "feh_error", "feh_extrapolated"]
+OUTPUT_COLUMNS = [
+    "feh",
+    "feh_error",
+    "feh_error_network",
+    "feh_dlnd",
+    "feh_debiased",
+    "feh_debiased_error",
+    "feh_extrapolated",
+]
+#: Step in ln(distance) of the derivative d[Fe/H]/d ln d (the abs mags move by 5/ln10 x it).
+DLND_STEP = 0.05
+#: Columns of the distance posterior stage 2 reads besides its features.
+DISTANCE_COLUMNS = ["distance_pc_p16", "distance_pc_p84"]
 #: [Fe/H] bin edges of the validation products (the paper's Figs 8-10 span -2.5..1).
 VALIDATION_EDGES = np.round(np.arange(-2.5, 1.01, 0.25), 2)
 #: [Fe/H] bins of the paper's Table 2 (and of the issue's scoring).
@@ -71,10 +85,80 @@ TABLE2_EDGES = np.array([-2.5, -1.5, -0.5, 0.5, 1.0])
 #: Salt of the train/validation hash (added to the seed).
 SPLIT_SALT = 7
 MODEL_NAME = "model"
+#: The regression-to-the-mean curve of the model (FehDebias), measured on its validation stars.
+DEBIAS_FILE = "debias.json"
 
 
 class TooFewLabelsError(InputError):
     """Too few labelled giants matched to train the [Fe/H] network."""
+
+
+@dataclass(frozen=True)
+class FehDebias:
+    """The network's regression towards the mean, measured on the validation stars, and its
+    inverse.
+
+    A regression network predicts E[[Fe/H] | inputs] over its training stars, so its value
+    is pulled towards their mean: metal-poor stars come out too rich and metal-rich ones too
+    poor (the paper's Fig. 8 end bins). On the validation stars (labels never trained on),
+    the median prediction at each label, g(label) (0.2 dex bins of at least 15 stars, made
+    non-decreasing, continued linearly beyond with the least-squares slope of prediction on
+    label), describes that pull; ``feh_debiased = g^-1(feh)`` undoes it, so that its median
+    at a given true [Fe/H] is that [Fe/H] for stars like the validation stars. It is noisier
+    (``feh_debiased_error = feh_error / slope``); the raw value stays the best estimate of
+    each star's [Fe/H] given its photometry.
+    """
+
+    label_centres: tuple[float, ...] = ()
+    pred_medians: tuple[float, ...] = ()
+    slope: float = 1.0
+
+    @classmethod
+    def fit(cls, label: np.ndarray, pred: np.ndarray, width: float = 0.2) -> FehDebias:
+        """From validation labels and predictions (identity when there are too few)."""
+        label = np.asarray(label, dtype=np.float64)
+        pred = np.asarray(pred, dtype=np.float64)
+        ok = np.isfinite(label) & np.isfinite(pred)
+        label, pred = label[ok], pred[ok]
+        if label.size < 50:
+            return cls()
+        edges = np.arange(np.floor(label.min() / width) * width, label.max() + width, width)
+        centres, medians = [], []
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            m = (label >= lo) & (label < hi)
+            if m.sum() >= 15:
+                centres.append(0.5 * (lo + hi))
+                medians.append(float(np.median(pred[m])))
+        if len(centres) < 2:
+            return cls()
+        slope = float(np.polyfit(label, pred, 1)[0])
+        mono = np.maximum.accumulate(np.asarray(medians))
+        return cls(tuple(centres), tuple(float(x) for x in mono), max(slope, 0.2))
+
+    def apply(self, feh: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(debiased [Fe/H], its sigma)."""
+        feh = np.asarray(feh, dtype=np.float64)
+        if not self.label_centres:
+            return feh.copy(), np.asarray(error, dtype=np.float64).copy()
+        c, g = np.asarray(self.label_centres), np.asarray(self.pred_medians)
+        out = np.interp(feh, g, c)
+        below, above = feh < g[0], feh > g[-1]
+        out[below] = c[0] + (feh[below] - g[0]) / self.slope
+        out[above] = c[-1] + (feh[above] - g[-1]) / self.slope
+        return out, np.asarray(error, dtype=np.float64) / self.slope
+
+    def to_dict(self) -> dict:
+        return {
+            "label_centres": list(self.label_centres),
+            "pred_medians": list(self.pred_medians),
+            "slope": self.slope,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> FehDebias:
+        if not d:
+            return cls()
+        return cls(tuple(d["label_centres"]), tuple(d["pred_medians"]), float(d["slope"]))
 
 
 @dataclass(frozen=True)
@@ -87,6 +171,7 @@ class Stage2Params:
     seed: int
     c_weight: float | None = None
     sigma_scale: float = 1.0
+    debias: FehDebias = FehDebias()
 
 
 def training_weight(feh: np.ndarray, c_weight: float) -> np.ndarray:
@@ -247,6 +332,53 @@ def predict_feh(
     return pred.value, np.hypot(sigma_drop, sigma_pred), sigma_drop, sigma_pred
 
 
+def log_distance_sigma(df: pd.DataFrame) -> np.ndarray:
+    """Half the 16-84% width of each star's ln(distance) posterior."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 0.5 * np.log(
+            df["distance_pc_p84"].to_numpy(np.float64) / df["distance_pc_p16"].to_numpy(np.float64)
+        )
+
+
+def feh_distance_slope(model: TrainedModel, X: np.ndarray) -> np.ndarray:
+    """d[Fe/H]/d ln(distance) of each row (dex), by central differences of the mean network:
+    a star placed farther away is brighter by 5/ln10 mag per unit of ln d in every absolute
+    magnitude input (the colours do not move)."""
+    from bigcat.nn.predict import mean_network_predict
+
+    cols = [i for i, f in enumerate(model.feature_names) if f.startswith("abs_")]
+    if not cols:
+        return np.zeros(len(X))
+    shift = 5.0 / np.log(10.0) * DLND_STEP
+    far, near = X.copy(), X.copy()
+    far[:, cols] -= shift
+    near[:, cols] += shift
+    return (mean_network_predict(model, far) - mean_network_predict(model, near)) / (2 * DLND_STEP)
+
+
+def predict_feh_with_distance(
+    model: TrainedModel,
+    X: np.ndarray,
+    sigma_lnd: np.ndarray,
+    n_passes: int,
+    seed: int,
+    c_weight: float | None = None,
+    sigma_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[Fe/H] (MC dropout, at the median distance), its total sigma, the network's sigma
+    alone and d[Fe/H]/d ln d.
+
+    The absolute-magnitude inputs come from the median distance, so the distance's
+    uncertainty is part of the [Fe/H] uncertainty: total^2 = network^2 + (slope sigma_lnd)^2
+    (linearised; ``sigma_lnd`` is half the 16-84% width of ln d). The slope also lets the
+    analyses move a star's [Fe/H] together with its distance (``bigcat.analysis.gradient``).
+    """
+    value, err_nn, _, _ = predict_feh(model, X, n_passes, seed, c_weight, sigma_scale)
+    slope = feh_distance_slope(model, X)
+    term = np.nan_to_num(slope * np.asarray(sigma_lnd, dtype=np.float64))
+    return value, np.hypot(err_nn, term), err_nn, slope
+
+
 def sigma_scale_from_validation(
     residual: np.ndarray, sigma: np.ndarray, label_error: np.ndarray, clip: float = 5.0
 ) -> float:
@@ -264,24 +396,32 @@ def sigma_scale_from_validation(
 
 
 def final_kernel(df: pd.DataFrame, params: Stage2Params) -> pd.DataFrame:
-    """Kernel: feh, feh_error, feh_extrapolated, then the Galactocentric columns.
+    """Kernel: feh, feh_error (with the distance's share), feh_error_network, feh_dlnd,
+    feh_extrapolated, then the Galactocentric columns.
 
     Rows that are not quality giants with finite features get NaN [Fe/H] (never dropped);
     ``feh_extrapolated`` is False there. Without a model every [Fe/H] is NaN.
     """
     n = len(df)
     out = df.copy()
-    feh = np.full(n, np.nan)
-    err = np.full(n, np.nan)
+    feh, err, err_nn, slope = (np.full(n, np.nan) for _ in range(4))
     if params.model is not None and n:
         rows = np.flatnonzero(usable_rows(df))
         if len(rows):
             X = df[list(FEATURES)].to_numpy(np.float64)[rows]
-            feh[rows], err[rows], _, _ = predict_feh(
-                params.model, X, params.n_passes, params.seed, params.c_weight, params.sigma_scale
+            feh[rows], err[rows], err_nn[rows], slope[rows] = predict_feh_with_distance(
+                params.model,
+                X,
+                log_distance_sigma(df.iloc[rows]),
+                params.n_passes,
+                params.seed,
+                params.c_weight,
+                params.sigma_scale,
             )
     lo, hi = params.label_range
     out["feh"], out["feh_error"] = feh, err
+    out["feh_error_network"], out["feh_dlnd"] = err_nn, slope
+    out["feh_debiased"], out["feh_debiased_error"] = params.debias.apply(feh, err)
     out["feh_extrapolated"] = np.isfinite(feh) & ((feh < lo) | (feh > hi))
     return galactocentric_columns(out)
 
@@ -310,6 +450,7 @@ def summarise_final(df: pd.DataFrame) -> dict:
         "with_position": int(np.isfinite(df["x_gc"].to_numpy(np.float64)).sum()),
         "with_velocity": int(np.isfinite(df["vx_gc"].to_numpy(np.float64)).sum()),
         "table2": table2_counts(feh, df["feh_error"].to_numpy(np.float64)),
+        "feh_hist": feh_histogram(feh),  # bins of bigcat.catalog.skymap.FEH_HIST (sky map)
     }
 
 
@@ -363,9 +504,9 @@ def load_model_if_current(
 
 def load_stage2_model(
     models_dir: Path,
-) -> tuple[TrainedModel, tuple[float, float], float, float]:
-    """The saved stage-2 model, its training label range, C and sigma scale (for `process`
-    without labels)."""
+) -> tuple[TrainedModel, tuple[float, float], float, float, FehDebias]:
+    """The saved stage-2 model, its training label range, C, sigma scale and debiasing curve
+    (for `process` without labels)."""
     model = load_checkpoint(models_dir / MODEL_NAME, expected_features=list(FEATURES))
     extra = json.loads((models_dir / f"{MODEL_NAME}.json").read_text())["extra"]
     lo, hi = extra["label_range"]
@@ -374,7 +515,17 @@ def load_stage2_model(
         (float(lo), float(hi)),
         float(extra["c_weight"]),
         float(extra.get("sigma_scale", 1.0)),
+        load_debias(models_dir) or FehDebias.from_dict(extra.get("debias")),
     )
+
+
+def load_debias(models_dir: Path) -> FehDebias | None:
+    """The saved :class:`FehDebias` of a model directory, or None."""
+    path = Path(models_dir) / DEBIAS_FILE
+    try:
+        return FehDebias.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def train_or_load_stage2(
@@ -399,7 +550,7 @@ def train_or_load_stage2(
         label_paths,
         client,
         radius_arcsec=s.match_radius_arcsec,
-        columns=list(FEATURES),
+        columns=[*FEATURES, *DISTANCE_COLUMNS],
         column_map=None,
         target_task_rows=config.process.target_task_rows,
     )
@@ -433,12 +584,20 @@ def train_or_load_stage2(
     val = table[table["split"] == "validation"]
     Xv = val[list(FEATURES)].to_numpy(np.float64)
     pred, err, sdrop, spred = predict_feh(model, Xv, s.mc_passes, seed, s.c_weight)
+    dist_term = np.nan_to_num(feh_distance_slope(model, Xv) * log_distance_sigma(val))
     scale = 1.0
     if s.recalibrate_sigma:
+        # the distance's share is known (from the calibrated distance posterior): it joins the
+        # label's error on the measurement side, and k scales the network's sigma alone
         scale = sigma_scale_from_validation(
-            pred - val["feh"].to_numpy(np.float64), err, val["feh_err"].to_numpy(np.float64)
+            pred - val["feh"].to_numpy(np.float64),
+            err,
+            np.hypot(val["feh_err"].to_numpy(np.float64), dist_term),
         )
         err, sdrop, spred = err * scale, sdrop * scale, spred * scale
+    err = np.hypot(err, dist_term)
+    debias = FehDebias.fit(val["feh"].to_numpy(np.float64), pred)
+    feh_debiased, _ = debias.apply(pred, err)
     vtab = pd.DataFrame(
         {
             "source_id": val["source_id"].to_numpy(),
@@ -446,6 +605,7 @@ def train_or_load_stage2(
             "feh_label": val["feh"].to_numpy(np.float64),
             "feh_label_err": val["feh_err"].to_numpy(np.float64),
             "feh_pred": pred,
+            "feh_debiased": feh_debiased,
             "feh_error": err,
             "sigma_drop": sdrop,
             "sigma_pred": spred,
@@ -461,6 +621,7 @@ def train_or_load_stage2(
                 "sample_fingerprint": fp,
                 "c_weight": s.c_weight,
                 "sigma_scale": scale,
+                "debias": debias.to_dict(),
                 "label_range": list(label_range),
                 "n_train": n_train,
                 "n_validation": n_val,
@@ -471,11 +632,24 @@ def train_or_load_stage2(
         )
     _atomic_parquet(models_dir / "validation.parquet", vtab)
     _atomic_json(models_dir / "validation.json", products)
+    _atomic_json(models_dir / DEBIAS_FILE, debias.to_dict())
     _atomic_json(models_dir / "labels_report.json", report)
-    sample = table[["source_id", "survey", "feh", "feh_err", "match_kind", "split", *FEATURES]]
+    sample = table[
+        [
+            "source_id",
+            "survey",
+            "feh",
+            "feh_err",
+            "match_kind",
+            "split",
+            *FEATURES,
+            *DISTANCE_COLUMNS,
+        ]
+    ]
     _atomic_parquet(models_dir / "tg_sample.parquet", sample)
     info = {
-        "sigma_scale": round(scale, 4),
+        "sigma_scale": scale,
+        "debias": debias.to_dict(),
         "labelled_giants": len(table),
         "train": n_train,
         "validation": n_val,
@@ -504,9 +678,12 @@ def run_final(
     extra_fingerprint: str,
     c_weight: float | None = None,
     sigma_scale: float = 1.0,
+    debias: FehDebias | None = None,
+    on_done: PartitionsDone | None = None,
 ) -> tuple[Catalog, dict]:
     """[Fe/H] inference and kinematics over every partition (model broadcast once)."""
-    params = Stage2Params(model, label_range, n_passes, seed, c_weight, sigma_scale)
+    debias = debias or FehDebias()
+    params = Stage2Params(model, label_range, n_passes, seed, c_weight, sigma_scale, debias)
     [shared] = client.scatter([params], broadcast=True)
     fp = stage_fingerprint(
         catalog,
@@ -514,7 +691,8 @@ def run_final(
         label_range=list(label_range),
         c_weight=c_weight,
         sigma_scale=sigma_scale,
-        sigma="eq11-weight-corrected",
+        debias=debias.to_dict(),
+        sigma="eq11-weight-corrected+distance-term-v1",
         extra=extra_fingerprint,
         frame=frame_parameters(),
     )
@@ -528,6 +706,7 @@ def run_final(
         summarise_final,
         fp,
         target_task_rows,
+        on_done=on_done,
     )
     totals: dict[str, Any] = {
         k: sum(s[k] for s in summaries)

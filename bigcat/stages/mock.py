@@ -8,6 +8,10 @@ chunk, each written atomically)::
     OUT/truth.parquet/part-00000.parquet        source_id + true_* columns
     OUT/apogee.parquet/part-00000.parquet       APOGEE allStar names
     OUT/lamost.parquet/part-00000.parquet       LAMOST DR6 names
+    OUT/gaia_source.parquet/part-00000.parquet  the same stars as the surveys' own tables
+    OUT/tmass_psc.parquet/part-00000.parquet    (bigcat/mock/surveys.py), the input of
+    OUT/unwise.parquet/part-00000.parquet       `bigcat crossmatch`
+    OUT/crossmatch_truth.parquet/part-00000.parquet  source_id -> true 2MASS / unWISE ids
     OUT/truth.json                              every injected value
 """
 
@@ -26,9 +30,13 @@ from bigcat.catalog.store import file_fingerprint, write_frame_atomic
 from bigcat.errors import InputError
 from bigcat.mock import simulate_chunk, truth_summary
 from bigcat.mock.params import MockParams
+from bigcat.mock.surveys import simulate_surveys
 from bigcat.stages.tasks import run_tasks
 
-TABLES = ("photometry", "truth", "apogee", "lamost")
+#: The chunk's tables: simulate_chunk's four, then the surveys' own tables of the same stars
+#: (the inputs of `bigcat crossmatch`) and their true pairing (simulate_surveys).
+SURVEY_TABLES = ("gaia_source", "tmass_psc", "unwise", "crossmatch_truth")
+TABLES = ("photometry", "truth", "apogee", "lamost", *SURVEY_TABLES)
 DEFAULT_CHUNK_ROWS = 50_000
 
 
@@ -39,14 +47,15 @@ def _part(out: Path, table: str, chunk: int) -> Path:
 def mock_chunk_task(
     params: MockParams, chunk: int, n_rows: int, out: str, fingerprint: str
 ) -> dict:
-    """Task body: make one chunk and write its four parts (skipped if already written)."""
+    """Task body: make one chunk and write its parts (skipped if already written)."""
     out_dir = Path(out)
     if all(file_fingerprint(_part(out_dir, t, chunk)) == fingerprint for t in TABLES):
         return {"chunk": chunk, "computed": False}
     result = simulate_chunk(params, chunk, n_rows)
+    surveys = simulate_surveys(result.photometry, result.truth, params, chunk)
     counts = {}
     for table in TABLES:
-        frame = getattr(result, table)
+        frame = getattr(surveys if table in SURVEY_TABLES else result, table)
         write_frame_atomic(frame, _part(out_dir, table, chunk), fingerprint)
         counts[table] = len(frame)
     return {"chunk": chunk, "computed": True, **counts}

@@ -72,6 +72,7 @@ from bigcat.nn.predict import mc_dropout_predict
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import COLOUR_FEATURE_COLUMNS, STAGE1_OUTPUT_COLUMNS
 from bigcat.stages.partitions import (
+    PartitionsDone,
     finalize_stage_output,
     map_partitions_to_files,
     partition_counts,
@@ -790,6 +791,7 @@ def run_stage1(
     target_task_rows: int,
     extra_fingerprint: str,
     calibration: SigmaCalibration | None = None,
+    on_done: PartitionsDone | None = None,
 ) -> tuple[Catalog, dict]:
     """Inference over every partition (models broadcast once) into ``out_root``."""
     features = tuple(models[0].feature_names)
@@ -807,6 +809,7 @@ def run_stage1(
         summarise_stage1,
         fp,
         target_task_rows,
+        on_done=on_done,
     )
     totals = {
         k: sum(s[k] for s in summaries)
@@ -929,5 +932,49 @@ def train_or_load_stage1(
         "sigma_calibration": None
         if calibration is None
         else [round(x, 3) for x in calibration.scales],
+    }
+    return models, calibration, info
+
+
+def load_stage1(models_dir: Path) -> tuple[list[TrainedModel], SigmaCalibration | None, dict]:
+    """A finished run's stage-1 fold models and NN-sigma calibration, for `bigcat predict`
+    (nothing is written to ``models_dir``).
+
+    Raises
+    ------
+    CatalogError
+        When a fold checkpoint is missing, or the folds disagree on their inputs.
+    """
+    sidecars = sorted(models_dir.glob("fold*.json"), key=lambda p: int(p.stem[4:]))
+    if not sidecars:
+        raise CatalogError(
+            f"{models_dir}: no stage-1 fold models (fold0.json ...). Give --models a run "
+            "directory that `bigcat process` finished."
+        )
+    metas = [json.loads(p.read_text()) for p in sidecars]
+    n_folds = int(metas[0].get("extra", {}).get("n_folds", len(sidecars)))
+    if len(sidecars) != n_folds:
+        raise CatalogError(
+            f"{models_dir}: {len(sidecars)} fold models, but they were trained as {n_folds}."
+        )
+    features = [m.get("feature_names") or m["extra"].get("features") for m in metas]
+    if any(f != features[0] for f in features):
+        raise CatalogError(f"{models_dir}: the fold models take different inputs.")
+    models = [
+        load_checkpoint(models_dir / f"fold{k}", expected_features=list(features[0]))
+        for k in range(n_folds)
+    ]
+    cal_path = models_dir / CALIBRATION_FILE
+    calibration = (
+        SigmaCalibration.from_dict(json.loads(cal_path.read_text())) if cal_path.exists() else None
+    )
+    info = {
+        "models_from": str(models_dir),
+        "training_rows": int(metas[0].get("metrics", {}).get("n_train", 0)),
+        "features": list(features[0]),
+        "val_loss": [
+            round(float(m.get("metrics", {}).get("best_val_loss", np.nan)), 4) for m in metas
+        ],
+        "models_reused": True,
     }
     return models, calibration, info

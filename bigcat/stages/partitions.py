@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 SUMMARY_KEY = b"bigcat.summary"
 Kernel = Callable[[pd.DataFrame, Any], pd.DataFrame]
 Summariser = Callable[[pd.DataFrame], dict]
+#: Callback of a stage's finished partitions (``map_partitions_to_files(on_done=...)``).
+PartitionsDone = Callable[[list[dict]], None]
 
 
 def _finished_summary(path: Path, fingerprint: str) -> dict | None:
@@ -227,18 +229,23 @@ def map_partitions_to_files(
     summarise: Summariser,
     fingerprint: str,
     target_task_rows: int,
+    on_done: PartitionsDone | None = None,
 ) -> list[dict]:
     """Run a per-partition stage over every partition of ``catalog`` into ``out_root``.
 
     Returns one summary per partition (in pixel order). Completeness markers of an earlier
     catalogue at ``out_root`` are removed first, so a half-finished output is never mistaken
-    for a finished one.
+    for a finished one. ``on_done``, if given, is called once before any task runs with the
+    stage's partitions (``{"order", "pixel", "planned": True}`` each), then with the
+    summaries of each task's partitions as the task finishes (reused ones included).
     """
     out_root.mkdir(parents=True, exist_ok=True)
     for marker in ("partition_info.csv", "properties", "hats.properties", "bigcat.json"):
         (out_root / marker).unlink(missing_ok=True)
     groups = group_partitions(catalog, target_task_rows)
     tasks = [(f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(out_root))) for g in groups]
+    if on_done is not None:
+        on_done([{"order": o, "pixel": p, "planned": True} for g in groups for o, p in g])
     results = run_tasks(
         client,
         process_partition_group,
@@ -249,6 +256,7 @@ def map_partitions_to_files(
         summarise=summarise,
         fingerprint=fingerprint,
         chunk_rows=target_task_rows,
+        on_done=on_done,
     )
     # Plain path comparison (both sides are built from out_root): resolving 12,288 paths
     # took 4 s, serially, in every stage.

@@ -18,6 +18,7 @@ from bigcat.photometry import run_photometry
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import QUALITY_BITS
 from bigcat.stages.partitions import (
+    PartitionsDone,
     finalize_stage_output,
     map_partitions_to_files,
     partition_counts,
@@ -62,7 +63,11 @@ def stage_fingerprint(catalog: Catalog, config: Config) -> str:
 
 
 def run_photometry_stage(
-    client: Client, catalog: Catalog, out_root: Path, config: Config
+    client: Client,
+    catalog: Catalog,
+    out_root: Path,
+    config: Config,
+    on_done: PartitionsDone | None = None,
 ) -> tuple[Catalog, dict]:
     """Run the photometry stage over every partition; returns the output catalogue and totals."""
     fingerprint = stage_fingerprint(catalog, config)
@@ -76,6 +81,7 @@ def run_photometry_stage(
         summarise_photometry,
         fingerprint,
         config.process.target_task_rows,
+        on_done=on_done,
     )
     totals = combine_summaries(summaries)
     out = finalize_stage_output(

@@ -89,6 +89,8 @@ def run_tasks(
     func: Callable[..., Any],
     tasks: Sequence[tuple[str, tuple]],
     label: str,
+    *,
+    on_done: Callable[[Any], None] | None = None,
     **common: Any,
 ) -> list[Any]:
     """Run ``func(*args, **common)`` for each ``(name, args)`` on the cluster.
@@ -97,6 +99,8 @@ def run_tasks(
     dashboard's task stream reads like the pipeline and a key is never reused across runs.
     Results come back in the order of ``tasks``. The first failure cancels the rest and is
     re-raised unchanged (bigcat's own errors carry their message to the user).
+    ``on_done``, if given, is called with each task's result as it arrives (in completion
+    order; the live sky map of ``bigcat.dashboard`` follows the stages this way).
     """
     if not tasks:
         return []
@@ -123,6 +127,8 @@ def run_tasks(
                     exc = future.exception()
                     raise exc  # type: ignore[misc]
                 results[index[future.key]] = future.result()
+                if on_done is not None:
+                    on_done(results[index[future.key]])
                 progress.advance(bar)
         except BaseException:
             client.cancel(futures)

@@ -49,6 +49,8 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
     for band in BANDS:
         df[BAND_MAG_COLUMN[band]] = rng.uniform(10.0, 15.0, n)
         df[f"a_{band}"] = 0.1
+    # giants' colours: the giant cut (eq. 7) lies far above these parallaxes
+    df["h_m"] = df["j_m"] - 0.7
     df.loc[::7, ["parallax_combined", "parallax_combined_error"]] = np.nan  # not giants
     return df
 
