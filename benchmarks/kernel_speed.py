@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from bigcat.mock import MockParams, simulate_chunk
 from bigcat.photometry import parallax_zero_point, run_photometry
+from bigcat.synthetic import MockParams, simulate_chunk
 
 
 def best_time(func, *args, repeat: int = 5) -> float:

@@ -28,13 +28,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from bigcat.analysis.stats import robust_scatter
+
 MAG_BINS = [(-np.inf, 15.0), (15.0, 16.0), (16.0, 17.0), (17.0, np.inf)]
-
-
-def robust_scatter(x: np.ndarray) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size > 1 else float("nan")
 
 
 def load(run_dir: Path, truth: Path, columns: list[str]) -> pd.DataFrame:

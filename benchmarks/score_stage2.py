@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from bigcat.analysis.stats import robust_scatter
 from bigcat.config import Config, load_config
 from bigcat.stages.metallicity import (
     FEATURES,
     predict_feh,
-    robust_scatter,
     sigma_scale_from_validation,
     train_config,
     train_feh_model,

@@ -26,7 +26,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from bigcat.analysis.mixture import random_error_covariances, sample_mixture, tilted_covariance
+from bigcat.analysis.mixture_sim import (
+    random_error_covariances,
+    sample_mixture,
+    tilted_covariance,
+)
 from bigcat.analysis.vertex import VertexParams, fit_vertex
 
 BAR_SIGMAS = (120.0, 85.0, 80.0)

@@ -17,15 +17,9 @@ import time
 
 import numpy as np
 
-from bigcat.analysis.mixture import (
-    MixturePosterior,
-    initial_theta,
-    log_likelihood,
-    random_error_covariances,
-    sample_mixture,
-    tilted_covariance,
-    unpack,
-)
+from bigcat.analysis.mixture import MixturePosterior, log_likelihood, unpack
+from bigcat.analysis.mixture_fit import initial_theta
+from bigcat.analysis.mixture_sim import random_error_covariances, sample_mixture, tilted_covariance
 from bigcat.analysis.vertex import VertexParams, fit_vertex
 
 

@@ -163,7 +163,7 @@ def process(
     cfg = _config(config).replace("ingest", nside=nside, partition_rows=partition_rows)
     cfg = cfg.replace("process", default_mock_rows=rows)
     if galaxy is not None:
-        from bigcat.mock.params import MockParams
+        from bigcat.synthetic.params import MockParams
 
         cfg = dataclasses.replace(cfg, mock=MockParams.for_galaxy(galaxy, **cfg.mock.overrides()))
     requested = {k: v for k, v in {"nside": nside, "partition_rows": partition_rows}.items() if v}
@@ -200,8 +200,8 @@ def mock(
     client: Any = None,
 ) -> Path:
     """`bigcat mock`: a synthetic survey with known truth in ``out``; returns ``out``."""
-    from bigcat.mock.params import MockParams
     from bigcat.stages.mock import DEFAULT_CHUNK_ROWS, make_mock
+    from bigcat.synthetic.params import MockParams
 
     cfg = _config(config)
     explicit: dict[str, Any] = {} if seed is None else {"seed": seed}

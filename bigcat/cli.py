@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,8 @@ import click
 from bigcat import __version__
 from bigcat.config import Config, load_config, scheduler_from_env
 from bigcat.errors import BigcatError, ConfigError
-from bigcat.mock.galaxies import DESCRIPTIONS as GALAXY_DESCRIPTIONS
-from bigcat.mock.galaxies import GALAXIES
+from bigcat.synthetic.galaxies import DESCRIPTIONS as GALAXY_DESCRIPTIONS
+from bigcat.synthetic.galaxies import GALAXIES
 
 _config_option = click.option(
     "--config",
@@ -168,7 +170,7 @@ def _with_mock_settings(config: Config, galaxy: str | None, explicit: dict) -> C
     config's own [mock] keys that differ from its Galaxy, then the explicit options."""
     import dataclasses
 
-    from bigcat.mock.params import MockParams
+    from bigcat.synthetic.params import MockParams
 
     try:
         if galaxy is not None:
@@ -299,28 +301,21 @@ _SURVEY_HELP = (
 )
 
 
+def _survey_option(key: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--KEY FILES_OR_CATALOG...``: one survey's tables for ``bigcat crossmatch``."""
+    return click.option(
+        f"--{key}",
+        cls=MultiValueOption,
+        required=True,
+        metavar="FILES_OR_CATALOG...",
+        help=_SURVEY_HELP.format(name=name, key=key),
+    )
+
+
 @cli.command()
-@click.option(
-    "--gaia",
-    cls=MultiValueOption,
-    required=True,
-    metavar="FILES_OR_CATALOG...",
-    help=_SURVEY_HELP.format(name="Gaia DR3 gaia_source", key="gaia"),
-)
-@click.option(
-    "--tmass",
-    cls=MultiValueOption,
-    required=True,
-    metavar="FILES_OR_CATALOG...",
-    help=_SURVEY_HELP.format(name="2MASS PSC", key="tmass"),
-)
-@click.option(
-    "--unwise",
-    cls=MultiValueOption,
-    required=True,
-    metavar="FILES_OR_CATALOG...",
-    help=_SURVEY_HELP.format(name="unWISE", key="unwise"),
-)
+@_survey_option("gaia", "Gaia DR3 gaia_source")
+@_survey_option("tmass", "2MASS PSC")
+@_survey_option("unwise", "unWISE")
 @click.option(
     "--out", type=click.Path(file_okay=False), required=True, help="Catalogue directory to create."
 )
@@ -397,7 +392,8 @@ def crossmatch(
     type=click.Path(dir_okay=False, exists=True),
     default=None,
     help="Bailer-Jones et al. (2021) prior CSV (healpix, GGDrlen, GGDalpha, GGDbeta); "
-    "default: bigcat's prior from its Galaxy model.",
+    'sets [stage1] prior = "table"; default: the prior deconvolved from the catalogue\'s '
+    'own Gaia parallaxes ([stage1] prior = "deconvolved").',
 )
 @click.option(
     "--labels",
@@ -435,7 +431,10 @@ def process(
     config = config.replace("process", default_mock_rows=rows)
     config = _with_mock_settings(config, galaxy, {} if seed is None else {"seed": seed})
     config = config.replace("stage1", prior_table=prior_table)
-    with _client(config) as client:
+    from bigcat.runlock import run_dir_lock
+
+    # locked before the cluster starts, so a second run on the directory fails at once
+    with run_dir_lock(Path(run_dir).resolve(), "bigcat process"), _client(config) as client:
         _announce(client)
         result = process_with_client(
             config,
@@ -485,9 +484,14 @@ def process(
 def predict(models_run, inputs, run_dir, config_path, scheduler, n_workers):
     """Apply a finished run's models to another catalogue: no training."""
     from bigcat.pipeline import predict_with_client
+    from bigcat.runlock import run_dir_lock
 
     config = _config(config_path, scheduler, n_workers)
-    with _client(config) as client:
+    if Path(run_dir).resolve() == Path(models_run).resolve():  # said by predict_with_client
+        run_dir_lock_ctx: Any = contextlib.nullcontext()
+    else:
+        run_dir_lock_ctx = run_dir_lock(Path(run_dir).resolve(), "bigcat predict")
+    with run_dir_lock_ctx, _client(config) as client:
         _announce(client, skymap=True)
         result = predict_with_client(config, client, models_run, list(inputs), run_dir)
     click.echo(format_summary(result))
@@ -510,10 +514,18 @@ def predict(models_run, inputs, run_dir, config_path, scheduler, n_workers):
 @_workers_option
 def train(stage, run_dir, labels, config_path, scheduler, n_workers):
     """Train a stage's networks alone on a run's catalogue and write the checkpoints."""
-    from bigcat.catalog.store import Catalog
+    from bigcat.runlock import run_dir_lock
 
     config = _config(config_path, scheduler, n_workers)
-    run = Path(run_dir)
+    run = Path(run_dir).resolve()
+    with run_dir_lock(run, f"bigcat train {stage}", create=False):
+        _train(stage, run, labels, config)
+
+
+def _train(stage: str, run: Path, labels: tuple, config: Config) -> None:
+    """`bigcat train` under the run directory's lock."""
+    from bigcat.catalog.store import Catalog
+
     t0 = time.perf_counter()
     if stage == "stage1":
         from bigcat.stages.parallax import train_or_load_stage1
@@ -719,17 +731,21 @@ def analyze_gradient(
     run_dir, bootstrap, out_dir, full_scan, no_figures, seed, config_path, scheduler, n_workers
 ):
     """Vertical metallicity gradient of the bulge (R < 2.5 kpc): gradient.json and Fig. 11."""
+    from bigcat.runlock import run_dir_lock
     from bigcat.stages.analyze import open_analysis_catalog, run_gradient
 
     config = _config(config_path, scheduler, n_workers)
-    open_analysis_catalog(run_dir, "gradient")  # fail before starting a cluster
     gradient = {"n_bootstrap": bootstrap} if bootstrap is not None else None
     params = _analysis_settings(config, seed, no_figures, gradient=gradient)
-    with _client(config) as client:
-        _announce(client)
-        out = run_gradient(
-            client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
-        )
+    # the lock first (a run in progress is reported as such), then the catalogue's check,
+    # before a cluster is started
+    with run_dir_lock(Path(run_dir).resolve(), "bigcat analyze gradient", create=False):
+        open_analysis_catalog(run_dir, "gradient")
+        with _client(config) as client:
+            _announce(client)
+            out = run_gradient(
+                client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
+            )
     peak = out.get("peak") or {}
     peak_text = (
         f"; median peaks at |Z| = {1000 * peak['abs_z_kpc']:.0f} pc, {peak['feh']:.3f} dex"
@@ -786,12 +802,15 @@ def analyze_vertex_cmd(
         if v is not None
     }
     params = _analysis_settings(config, seed, no_figures, vertex=vertex)  # checks the values
-    open_analysis_catalog(run_dir, "vertex")  # fail before starting a cluster
-    with _client(config) as client:
-        _announce(client)
-        out = run_vertex(
-            client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
-        )
+    from bigcat.runlock import run_dir_lock
+
+    with run_dir_lock(Path(run_dir).resolve(), "bigcat analyze vertex", create=False):
+        open_analysis_catalog(run_dir, "vertex")  # fail before starting a cluster
+        with _client(config) as client:
+            _announce(client)
+            out = run_vertex(
+                client, run_dir, config, params=params, full_scan=full_scan, out_dir=out_dir
+            )
     lines = [
         f"bigcat analyze vertex: {out['n_stars_selected']:,} stars selected; read "
         f"{out['partitions_read']:,} of {out['partitions_total']:,} partitions; "
@@ -812,6 +831,19 @@ def analyze_vertex_cmd(
         )
     lines.append(f"  output {out['files']['json']}")
     click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+def verify(run_dir):
+    """Check a run directory (or a catalogue) for damaged files: partition footers, row
+    counts and checksums, checkpoints. Exit status 1 listing what is wrong, 0 when clean."""
+    from bigcat.stages.verify import format_verification, verify_run
+
+    result = verify_run(run_dir)
+    click.echo(format_verification(result))
+    if not result.ok:
+        sys.exit(1)
 
 
 @cli.command()

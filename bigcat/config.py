@@ -34,9 +34,9 @@ from bigcat.analysis.vertex import VertexParams
 from bigcat.catalog.crossmatch import CrossmatchParams
 from bigcat.catalog.healpix import order_from_nside
 from bigcat.errors import ConfigError, did_you_mean
-from bigcat.mock.params import MockParams
 from bigcat.photometry.params import PhotometryParams
 from bigcat.schema import INPUT_COLUMNS, SURVEY_COLUMNS
+from bigcat.synthetic.params import MockParams
 
 
 @dataclass(frozen=True)

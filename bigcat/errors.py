@@ -26,6 +26,10 @@ class ClusterError(BigcatError):
     """The Dask cluster cannot be reached or started."""
 
 
+class RunDirInUseError(BigcatError):
+    """A run or output directory is locked by another running bigcat command."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1)

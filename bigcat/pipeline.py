@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -30,10 +29,12 @@ from pathlib import Path
 from distributed import Client
 
 from bigcat import __version__
+from bigcat.atomic import write_json_atomic
 from bigcat.catalog.store import Catalog
 from bigcat.cluster import dask_client, describe_cluster
 from bigcat.config import Config
 from bigcat.errors import InputError
+from bigcat.runlock import run_dir_lock
 from bigcat.stages.distance import load_distance_prior, load_run_prior, run_distances
 from bigcat.stages.ingest import ingest
 from bigcat.stages.metallicity import (
@@ -81,10 +82,9 @@ class RunLog:
 
     def save(self) -> None:
         """Write run.json atomically."""
-        path = self.run_dir / "run.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({**self.info, "stages": self.stages}, indent=2, default=str))
-        os.replace(tmp, path)
+        write_json_atomic(
+            {**self.info, "stages": self.stages}, self.run_dir / "run.json", indent=2, default=str
+        )
 
 
 def _count(record: dict, key: str) -> str:
@@ -251,6 +251,9 @@ def process_with_client(
 ) -> RunResult:
     """Run every stage of `bigcat process` on an existing Dask client.
 
+    The run directory is locked for the whole run (:mod:`bigcat.runlock`): a second
+    command on it is refused, naming this one.
+
     ``models_from``: a finished run directory whose models (stage-1 folds and calibration,
     distance prior, stage-2 network) are applied instead of training (`bigcat predict`; use
     :func:`predict_with_client`, which also takes that run's settings). It is only read.
@@ -268,6 +271,23 @@ def process_with_client(
     inputs = [str(Path(i).resolve()) for i in inputs] if inputs else None
     label_paths = [str(Path(x).resolve()) for x in labels] if labels else None
     models_run = Path(models_from).resolve() if models_from is not None else None
+    command = "bigcat predict" if models_run is not None else "bigcat process"
+    with run_dir_lock(run_dir, command):
+        return _process_locked(
+            config, client, inputs, run_dir, label_paths, requested_layout, models_run
+        )
+
+
+def _process_locked(
+    config: Config,
+    client: Client,
+    inputs: list[str] | None,
+    run_dir: Path,
+    label_paths: list[str] | None,
+    requested_layout: dict | None,
+    models_run: Path | None,
+) -> RunResult:
+    """:func:`process_with_client` under the run directory's lock."""
     mock_labels = False
     t0 = time.perf_counter()
     with run_log_file(run_dir):

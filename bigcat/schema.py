@@ -114,6 +114,9 @@ QUALITY_BITS: dict[str, int] = {
     "w2_flags": 1 << 3,  # unWISE W2 flags != 0
     "missing_photometry": 1 << 4,  # a magnitude needed downstream is NaN/inf
     "bad_astrometry": 1 << 5,  # parallax or its error not finite, or error <= 0
+    # a finite magnitude outside MAGNITUDE_RANGE (a sentinel such as 99, or -5), or a
+    # magnitude error <= 0 or infinite
+    "implausible_photometry": 1 << 6,
     # informational bits (do not fail quality_ok):
     "zeropoint_unavailable": 1
     << 8,  # zero-point not computed (columns absent, 2-p solution, G outside 6-21)
@@ -126,6 +129,21 @@ QUALITY_CUT_BITS: int = (
     | QUALITY_BITS["w2_flags"]
     | QUALITY_BITS["missing_photometry"]
     | QUALITY_BITS["bad_astrometry"]
+    | QUALITY_BITS["implausible_photometry"]
+)
+
+#: Plausible apparent magnitudes (mag): a finite value outside is flagged
+#: ``implausible_photometry`` (archives' sentinels such as 99 or -9999, or a wrong unit).
+MAGNITUDE_RANGE: tuple[float, float] = (-3.0, 30.0)
+
+#: Magnitude-error columns of the contract (mag); <= 0 or infinite is flagged
+#: ``implausible_photometry`` (NaN is not: an error may be unknown).
+MAG_ERROR_COLUMNS: tuple[str, ...] = (
+    "j_msigcom",
+    "h_msigcom",
+    "ks_msigcom",
+    "w1_mag_error",
+    "w2_mag_error",
 )
 
 #: APOGEE allStar and LAMOST DR6 label-table columns.
@@ -169,6 +187,33 @@ STAGE1_OUTPUT_COLUMNS: list[str] = [
     "distance_pc_p84",
     *[f"abs_{b}" for b in BANDS],
 ]
+
+#: Every column a stage adds to the catalogue (SCHEMA.md, "Processed catalogue"): an extra
+#: input column of one of these names would be overwritten, so `bigcat ingest` refuses it.
+OUTPUT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "_healpix_29",
+        "quality_flags",
+        "quality_ok",
+        "parallax_zp",
+        "m_pseudo",
+        "m_pseudo_error",
+        "is_giant",
+        *EXTINCTION_COLUMNS.values(),
+        *COLOUR_FEATURE_COLUMNS,
+        *STAGE1_OUTPUT_COLUMNS,
+        "feh",
+        "feh_error",
+        "feh_extrapolated",
+        *[f"{a}_gc{e}" for a in ("x", "y", "z", "vx", "vy", "vz") for e in ("", "_error")],
+        "v_cov_xy",
+        "v_cov_xz",
+        "v_cov_yz",
+        "Norder",
+        "Dir",
+        "Npix",
+    }
+)
 
 # ---- `bigcat crossmatch`: the three surveys' own tables (SCHEMA.md, docs/crossmatch.md) ------
 

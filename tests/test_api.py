@@ -89,3 +89,19 @@ def test_documented_example_and_predict_reproduces_process(tmp_path, monkeypatch
     a, b = read(run), read(applied)
     assert np.isfinite(a["feh"]).sum() > 1000
     pd.testing.assert_frame_equal(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_api_names_are_not_shadowed_by_subpackages() -> None:
+    """`bigcat.mock(...)` stays the API function however many bigcat modules are imported
+    (a subpackage named like an API function would replace it on first import)."""
+    import importlib
+    import pkgutil
+
+    import bigcat
+
+    for mod in pkgutil.walk_packages(bigcat.__path__, "bigcat."):
+        if not mod.name.startswith(("bigcat.__main__", "bigcat.dashboard")):
+            importlib.import_module(mod.name)
+    for name in ("process", "open_run", "predict", "mock", "ingest", "crossmatch"):
+        assert callable(getattr(bigcat, name)), name
+        assert not isinstance(getattr(bigcat, name), type(bigcat)), name

@@ -1,9 +1,9 @@
 """The house: bigcat's modules import downwards only (docs/design.md, "Three layers").
 
-Layers, bottom up: base (errors, schema) < kernels (photometry, astrometry, nn, analysis,
+Layers, bottom up: base (errors, schema, atomic, runlock) < kernels (photometry, astrometry, nn, analysis,
 catalog, mock) < settings (config) < stages (stages, report) < orchestration (pipeline,
 cluster, cli, api, dashboard). A module may import its own layer and those below. Besides:
-kernels never import Dask; the synthetic-survey generator (``bigcat.mock``) is imported only by
+kernels never import Dask; the synthetic-survey generator (``bigcat.synthetic``) is imported only by
 the mock stage, the orchestration (the mock command) and the settings (its parameter class);
 every module may read ``bigcat.__version__`` from the package root.
 """
@@ -19,12 +19,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bigcat"
 LAYERS = {
     "errors": 0,
     "schema": 0,
+    "atomic": 0,
+    "runlock": 0,
     "photometry": 1,
     "astrometry": 1,
     "nn": 1,
     "analysis": 1,
     "catalog": 1,
-    "mock": 1,
+    "synthetic": 1,
     "config": 2,
     "stages": 3,
     "report": 3,
@@ -36,7 +38,7 @@ LAYERS = {
     "__main__": 4,
     "__init__": 4,
 }
-MOCK_USERS = ("bigcat.mock", "bigcat.stages.mock", "bigcat.config")
+MOCK_USERS = ("bigcat.synthetic", "bigcat.stages.mock", "bigcat.config")
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -87,7 +89,7 @@ def test_kernels_do_not_import_dask_and_production_does_not_import_the_mock(modu
         dask = [i for i in imports if i.split(".")[0] in ("dask", "distributed")]
         assert not dask, f"kernel module {module} imports {dask}"
     if not module.startswith(MOCK_USERS) and _layer(module) < 4:
-        mock = [i for i in imports if i == "bigcat.mock" or i.startswith("bigcat.mock.")]
+        mock = [i for i in imports if i == "bigcat.synthetic" or i.startswith("bigcat.synthetic.")]
         assert not mock, f"{module} imports the synthetic-survey generator {mock}"
 
 

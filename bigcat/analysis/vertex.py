@@ -22,14 +22,12 @@ from bigcat.analysis.mixture import (
     VARIANTS,
     MixturePosterior,
     MixturePrior,
-    em_deconvolve,
     error_covariance,
-    laplace_ball,
-    laplace_covariance,
     n_params,
     unpack,
     vertex_angle_deg,
 )
+from bigcat.analysis.mixture_fit import em_deconvolve, laplace_ball, laplace_covariance
 from bigcat.astrometry.frames import galactic_lb
 from bigcat.errors import ConfigError, InputError
 

@@ -38,6 +38,7 @@ maps the posterior over partitions.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bigcat.atomic import write_bytes_atomic, write_json_atomic
 from bigcat.errors import CatalogError
 
 logger = logging.getLogger(__name__)
@@ -186,15 +188,11 @@ class LearntPrior:
     def save(self, path: str | Path) -> None:
         """Write ``path`` (.npz: the table) and ``path`` with .json (settings, info)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, log_density=self.log_density, grid=GRID)
-        tmp.replace(path)
+        buffer = io.BytesIO()  # np.savez would add ".npz" to a temporary name
+        np.savez_compressed(buffer, log_density=self.log_density, grid=GRID)
+        write_bytes_atomic(buffer.getvalue(), path)
         meta = {"settings": self.settings.to_dict(), "info": self.info, "sha": self.fingerprint()}
-        side = path.with_suffix(".json")
-        tmp_side = side.with_name(side.name + ".tmp")
-        tmp_side.write_text(json.dumps(meta, indent=1, default=float))
-        tmp_side.replace(side)
+        write_json_atomic(meta, path.with_suffix(".json"), indent=1, default=float)
 
     @classmethod
     def load(cls, path: str | Path) -> LearntPrior:

@@ -4,7 +4,7 @@
 
 This is "the Galaxy the method may assume", written down here with its sources, and shared
 with nothing else: it does not import, and is not fitted to, the synthetic survey generator
-(``bigcat.mock``), which draws the Galaxies the method is validated on. Bailer-Jones et al.
+(``bigcat.synthetic``), which draws the Galaxies the method is validated on. Bailer-Jones et al.
 (2021) built their priors the same way, from a Galaxy model seen through Gaia's selection.
 
 Model (literature values)

@@ -233,6 +233,20 @@ def read_chunk(
                 yield first, pa.Table.from_batches(pending).to_pandas()
     except InputError:
         raise
+    except pa.ArrowInvalid as exc:
+        # a CSV value that does not fit the type inferred from the first rows: name it
+        if fmt == "csv" and "conversion error" in str(exc):
+            kinds, _ = read_column_kinds(path)
+            for column in [c for c in columns if kinds.get(c) in ("int", "float")]:
+                found = first_non_numeric(path, column)
+                if found is not None:
+                    raise InputError(
+                        non_numeric_message(path, column, *found, want="a number")
+                    ) from exc
+        raise InputError(
+            f"{path}: reading rows from {spec.start} failed ({type(exc).__name__}: {exc}). "
+            "The file may be truncated or have a malformed row; fix or re-export it."
+        ) from exc
     except Exception as exc:  # noqa: BLE001
         raise InputError(
             f"{path}: reading rows from {spec.start} failed ({type(exc).__name__}: {exc}). "
@@ -241,14 +255,47 @@ def read_chunk(
 
 
 def _native(values: np.ndarray, null: object = None) -> np.ndarray | pd.Series:
-    """A FITS column in native byte order; integer TNULL entries become missing values."""
+    """A FITS column in native byte order; integer TNULL entries become missing values of a
+    nullable integer type (``Int64`` etc.: the column stays an integer column)."""
     values = np.asarray(values)
     values = values.astype(values.dtype.newbyteorder("="))
     if values.dtype.kind in "iu" and isinstance(null, int | np.integer):
         mask = values == null
         if mask.any():
-            return pd.Series(values).mask(mask)
+            nullable = ("UInt" if values.dtype.kind == "u" else "Int") + str(8 * values.itemsize)
+            return pd.Series(pd.array(values, dtype=nullable)).mask(mask)
     return values
+
+
+def first_non_numeric(path: Path, column: str) -> tuple[int, str] | None:
+    """The first value of a CSV column that is not a number (nor empty): ``(data row,
+    value)`` with 1-based data rows, or None. Streams the column as text."""
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 24),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[column], column_types={column: pa.string()}
+        ),
+    )
+    row = 0
+    for batch in reader:
+        text = batch.column(0).to_pandas()
+        numbers = pd.to_numeric(text, errors="coerce")
+        bad = (numbers.isna() & text.notna() & (text.str.strip() != "")).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            return row + i + 1, str(text.iloc[i])
+        row += batch.num_rows
+    return None
+
+
+def non_numeric_message(path: Path, column: str, row: int, value: str, want: str) -> str:
+    """The error for text in a numeric column, naming file, column, row and value."""
+    return (
+        f"{path}: column '{column}' has the non-numeric value {value!r} at data row {row}; "
+        f"bigcat needs {want} there. Fix the value (e.g. strip units such as 'mas' or quotes) "
+        "or leave it empty (missing), or map a different column in [columns]."
+    )
 
 
 def _parquet_rows(pf: pq.ParquetFile, columns: list[str], start: int, stop: int) -> pd.DataFrame:

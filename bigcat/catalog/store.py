@@ -16,13 +16,9 @@ which is how a re-run knows whether it may reuse it.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +33,26 @@ from hats.io import file_io, write_parquet_metadata
 from hats.io import paths as hats_paths
 from hats.pixel_math.healpix_pixel import HealpixPixel
 
+from bigcat.atomic import (
+    FSYNC,
+    atomic_path,
+    disk_full_as_error,
+    file_sha256,
+    is_temporary,
+    temporary_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 from bigcat.catalog.healpix import HEALPIX29
 from bigcat.errors import CatalogError
+from bigcat.runlock import lock_held
 
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = b"bigcat.fingerprint"
 BIGCAT_PROPERTIES = "bigcat.json"
-#: fsync each file before the rename (survives power loss, not only killed processes; slower).
-FSYNC = os.environ.get("BIGCAT_FSYNC", "0") == "1"
+#: Re-exported for the stages (the helpers live in :mod:`bigcat.atomic`).
+__all__ = ["FSYNC", "disk_full_as_error", "temporary_path"]
 #: Rows per Parquet row group in partition files: the unit a stage reads at a time
 #: (:func:`iter_table_pieces`), so a dense partition never has to sit in memory whole.
 ROW_GROUP_ROWS = 20_000
@@ -85,28 +92,6 @@ def partition_path(root: str | Path, order: int, pixel: int) -> Path:
     return Path(root, "dataset", f"Norder={o}", f"Dir={p // 10_000 * 10_000}", f"Npix={p}.parquet")
 
 
-@contextlib.contextmanager
-def disk_full_as_error(path: Path) -> Iterator[None]:
-    """Turn "no space left on device" (or a full quota) while writing ``path`` into a
-    :class:`CatalogError` that names the directory and the fix; other errors pass through."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise CatalogError(
-            f"{path.parent}: no space left on the device (or the disk quota is full) while "
-            f"writing {path.name}. Free space there or write the run to another directory; "
-            "files already written are kept, and running the same command again resumes from "
-            "them."
-        ) from exc
-
-
-def temporary_path(path: Path) -> Path:
-    """A unique hidden name next to ``path`` to write to before renaming over it."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-
-
 def with_fingerprint(schema: pa.Schema, fingerprint: str) -> pa.Schema:
     """``schema`` with ``fingerprint`` added to its key-value metadata."""
     meta = dict(schema.metadata or {})
@@ -119,30 +104,57 @@ def write_table_atomic(
     path: Path,
     fingerprint: str | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
-) -> None:
+) -> dict:
     """Write ``table`` to ``path`` so that the file appears whole or not at all.
 
     The table is written to a unique temporary name in the same directory and renamed over
-    ``path`` (atomic on POSIX file systems), so a killed process or worker never leaves a
-    half-written file under the real name. ``BIGCAT_FSYNC=1`` also flushes each file to disk
-    before the rename, for protection against power loss.
+    ``path`` (:func:`bigcat.atomic.atomic_path`), so a killed process or worker never leaves
+    a half-written file under the real name. ``BIGCAT_FSYNC=1`` also flushes each file to
+    disk before the rename, for protection against power loss.
+
+    Returns
+    -------
+    dict
+        The file's record, ``{"rows", "bytes", "sha256"}`` (:func:`file_record`), kept in the
+        catalogue's ``bigcat.json`` so that ``bigcat verify`` and a re-run can tell a damaged
+        file from a whole one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fingerprint is not None:
         table = table.replace_schema_metadata(with_fingerprint(table.schema, fingerprint).metadata)
-    tmp = temporary_path(path)
-    try:
-        with disk_full_as_error(path), open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             pq.write_table(
                 table, fh, row_group_size=row_group_rows, **parquet_write_options(table.schema)
             )
-            if FSYNC:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        record = file_record(tmp, table.num_rows)
+    return record
+
+
+def file_record(path: Path, rows: int) -> dict:
+    """What is recorded of a written partition file: rows, size in bytes and sha256."""
+    return {"rows": int(rows), "bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def check_file_record(path: Path, record: dict | None) -> str | None:
+    """Why the partition file ``path`` does not match its ``record`` (None if it does, or if
+    there is no record): missing, unreadable footer, other row count, size or checksum."""
+    path = Path(path)
+    if not path.exists():
+        return "the file is missing"
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        return f"its Parquet footer cannot be read ({exc}): truncated or corrupted"
+    if not record:
+        return None
+    if "rows" in record and rows != int(record["rows"]):
+        return f"it holds {rows} rows, {record['rows']} were written"
+    size = path.stat().st_size
+    if "bytes" in record and size != int(record["bytes"]):
+        return f"it is {size} bytes long, {record['bytes']} were written"
+    if "sha256" in record and file_sha256(path) != record["sha256"]:
+        return "its checksum (sha256) differs from the one recorded when it was written"
+    return None
 
 
 def write_frame_atomic(
@@ -150,9 +162,9 @@ def write_frame_atomic(
     path: Path,
     fingerprint: str | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
-) -> None:
+) -> dict:
     """Write a pandas frame (its index dropped) atomically; see :func:`write_table_atomic`."""
-    write_table_atomic(
+    return write_table_atomic(
         pa.Table.from_pandas(df, preserve_index=False), path, fingerprint, row_group_rows
     )
 
@@ -319,7 +331,15 @@ class Catalog:
 
     def columns(self) -> list[str]:
         """Column names, from the dataset's common metadata."""
-        schema = pq.read_schema(hats_paths.get_common_metadata_pointer(self.root))
+        path = Path(str(hats_paths.get_common_metadata_pointer(self.root)))
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise CatalogError(
+                f"{path}: cannot read the catalogue's schema ({exc}); the catalogue is "
+                "incomplete or damaged. Run the command that made it again (`bigcat verify` "
+                "lists what is wrong)."
+            ) from exc
         return [n for n in schema.names if n != "__index_level_0__"]
 
     def n_rows(self) -> int:
@@ -331,6 +351,32 @@ class Catalog:
         )
 
 
+def catalog_problems(catalog: Catalog, checksums: bool = True) -> list[str]:
+    """What is wrong with a catalogue's partition files, one line each (empty: nothing).
+
+    Each partition listed in ``partition_info.csv`` must exist with a readable Parquet footer
+    and the row count recorded in ``bigcat.json``; with ``checksums``, a file recorded with
+    its size and sha256 (``partition_files``, written since bigcat records them) must match
+    them too (a flipped byte inside the file, which the footer does not show). Without
+    ``checksums`` only the size is compared (no file is read beyond its footer).
+    """
+    rows = catalog.properties.get("partition_rows", {})
+    files = catalog.properties.get("partition_files", {})
+    problems = []
+    for order, pixel in catalog.pixels:
+        key = f"{order}/{pixel}"
+        record = dict(files.get(key) or {})
+        if key in rows:
+            record.setdefault("rows", rows[key])
+        if not checksums:
+            record.pop("sha256", None)
+        path = catalog.partition_path(order, pixel)
+        problem = check_file_record(path, record)
+        if problem is not None:
+            problems.append(f"{path}: {problem}")
+    return problems
+
+
 def finalize_catalog(
     root: Path,
     pixels: list[tuple[int, int]],
@@ -339,16 +385,24 @@ def finalize_catalog(
     properties: dict,
     partition_rows: dict[tuple[int, int], int] | None = None,
     parquet_metadata: bool = True,
+    partition_files: dict[tuple[int, int], dict] | None = None,
 ) -> Catalog:
     """Write the HATS metadata of a catalogue whose partition files are in place.
 
     Uses the hats library: ``PartitionInfo`` (partition_info.csv), ``TableProperties``
     (properties) and ``write_parquet_metadata`` (dataset/_common_metadata, and
     dataset/_metadata unless ``parquet_metadata`` is false).
-    bigcat's own provenance goes to ``bigcat.json`` beside them.
+    bigcat's own provenance goes to ``bigcat.json`` beside them (written atomically, last:
+    with ``partition_info.csv`` it marks the catalogue complete), with each partition's row
+    count and, given ``partition_files``, its file record (rows, bytes, sha256) for
+    ``bigcat verify``.
     """
     healpix = [HealpixPixel(o, p) for o, p in sorted(pixels)]
-    PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=root)
+    root.mkdir(parents=True, exist_ok=True)
+    if healpix:
+        PartitionInfo.from_healpix(healpix).write_to_file(catalog_path=root)
+    else:  # a catalogue of no rows (empty inputs): no partitions, but a valid listing
+        write_text_atomic("Norder,Npix\n", root / hats_paths.PARTITION_INFO_FILENAME)
     max_order = max((o for o, _ in pixels), default=0)
     fields: dict[str, Any] = {
         "catalog_name": name,
@@ -384,7 +438,11 @@ def finalize_catalog(
         props["partition_rows"] = {
             f"{o}/{p}": int(n) for (o, p), n in sorted(partition_rows.items())
         }
-    (root / BIGCAT_PROPERTIES).write_text(json.dumps(props, indent=2, sort_keys=True, default=str))
+    if partition_files is not None:
+        props["partition_files"] = {
+            f"{o}/{p}": dict(rec) for (o, p), rec in sorted(partition_files.items()) if rec
+        }
+    write_json_atomic(props, root / BIGCAT_PROPERTIES, indent=2, sort_keys=True, default=str)
     return Catalog.open(root)
 
 
@@ -393,9 +451,21 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
 
     A process killed between opening its temporary file and the rename leaves it behind; the
     real file is rewritten by the next run, but hats' metadata writer would try to read the
-    leftover as a partition. Call only when no writer of this catalogue is running.
+    leftover as a partition. Only done while this process holds the lock of the directory
+    (:mod:`bigcat.runlock`): without it another run's files being written could be removed,
+    so nothing is deleted (and the skip is logged).
     """
-    stale = sorted((Path(root) / "dataset").rglob(".*.tmp"))
+    root = Path(root)
+    stale = sorted(p for p in (root / "dataset").rglob(".*") if is_temporary(p))
+    if not stale:
+        return []
+    if not lock_held(root):
+        logger.info(
+            "%s: %d temporary files left in place (no lock held on the directory).",
+            root,
+            len(stale),
+        )
+        return []
     for path in stale:
         logger.info("Removing %s: temporary file of an interrupted write.", path)
         path.unlink(missing_ok=True)

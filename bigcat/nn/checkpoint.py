@@ -9,17 +9,15 @@ atomically (temporary file in the same directory, then ``os.replace``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bigcat.atomic import file_sha256, write_json_atomic, write_with
 from bigcat.errors import BigcatError
 from bigcat.nn.fit import TrainConfig, TrainedModel
 from bigcat.nn.scaler import Standardiser
@@ -35,23 +33,7 @@ class CheckpointError(BigcatError):
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` in one step."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return file_sha256(path)
 
 
 def _versions() -> dict[str, str]:
@@ -81,7 +63,7 @@ def save_checkpoint(model: TrainedModel, path: Path, extra: dict[str, Any] | Non
     pt, sidecar = path.with_suffix(".pt"), path.with_suffix(".json")
     pt.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict.items()}
-    _atomic_write(pt, lambda tmp: torch.save(state, tmp))
+    write_with(pt, lambda tmp: torch.save(state, tmp))
     meta = {
         "format_version": FORMAT_VERSION,
         "weights_file": pt.name,
@@ -94,8 +76,7 @@ def save_checkpoint(model: TrainedModel, path: Path, extra: dict[str, Any] | Non
         "versions": _versions(),
         "extra": extra or {},
     }
-    text = json.dumps(meta, indent=1)
-    _atomic_write(sidecar, lambda tmp: tmp.write_text(text))
+    write_json_atomic(meta, sidecar, indent=1)
     logger.info("saved model %s (+ %s)", pt, sidecar.name)
     return sidecar
 

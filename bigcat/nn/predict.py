@@ -349,12 +349,15 @@ def mean_network_predict(model: TrainedModel, X: np.ndarray, batch_size: int = 6
     ok = np.isfinite(X).all(axis=1)
     if not ok.any():
         return out
-    net = model.build_module("cpu")
+    # float64: derivatives by finite differences divide the output's rounding by the step, and
+    # float32 matmuls round differently with the batch's size, so a partition-independent
+    # derivative needs the double-precision pass (twice the cost of a cheap pass).
+    net = model.build_module("cpu").double()
     Z = _standardised_input(model, X[ok])
     vals = []
     with torch.no_grad(), torch_threads(1):
         for start in range(0, len(Z), batch_size):
-            xb = torch.as_tensor(Z[start : start + batch_size], dtype=torch.float32)
+            xb = torch.as_tensor(Z[start : start + batch_size], dtype=torch.float64)
             vals.append(net(xb)[0].numpy().astype(np.float64))
     out[ok] = model.standardiser.inverse_target(np.concatenate(vals))
     return out

@@ -13,7 +13,14 @@ import pandas as pd
 
 from bigcat.photometry._columns import check_columns, float_column
 from bigcat.photometry.params import PhotometryParams
-from bigcat.schema import BAND_MAG_COLUMN, BANDS, QUALITY_BITS, QUALITY_CUT_BITS
+from bigcat.schema import (
+    BAND_MAG_COLUMN,
+    BANDS,
+    MAG_ERROR_COLUMNS,
+    MAGNITUDE_RANGE,
+    QUALITY_BITS,
+    QUALITY_CUT_BITS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,9 @@ def quality_flags(df: pd.DataFrame, params: PhotometryParams | None = None) -> n
         - ``missing_photometry``: any of the eight magnitudes NaN or infinite;
         - ``bad_astrometry``: parallax or its error not finite, or error <= 0 (mas).
           A negative or zero parallax is valid data and is not flagged.
+        - ``implausible_photometry``: a finite magnitude outside ``schema.MAGNITUDE_RANGE``
+          (e.g. a 99 sentinel), or a magnitude error of ``schema.MAG_ERROR_COLUMNS`` (those
+          present in ``df``) <= 0 or infinite (mag).
 
     Raises
     ------
@@ -82,6 +92,16 @@ def quality_flags(df: pd.DataFrame, params: PhotometryParams | None = None) -> n
         for band in BANDS:
             missing |= ~np.isfinite(float_column(df, BAND_MAG_COLUMN[band]))
         flags[missing] |= QUALITY_BITS["missing_photometry"]
+        lo, hi = MAGNITUDE_RANGE
+        absurd = np.zeros(n, dtype=bool)
+        for band in BANDS:
+            mag = float_column(df, BAND_MAG_COLUMN[band])
+            absurd |= np.isfinite(mag) & ((mag < lo) | (mag > hi))
+        for col in MAG_ERROR_COLUMNS:
+            if col in df.columns:
+                err = float_column(df, col)
+                absurd |= (err <= 0) | np.isinf(err)
+        flags[absurd] |= QUALITY_BITS["implausible_photometry"]
 
         parallax = float_column(df, "parallax")
         parallax_error = float_column(df, "parallax_error")

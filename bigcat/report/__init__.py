@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bigcat.atomic import new_directory_beside, recover_directory, replace_directory
+from bigcat.catalog.store import remove_tree
 from bigcat.errors import InputError
+from bigcat.runlock import run_dir_lock
 
 logger = logging.getLogger(__name__)
 
@@ -46,28 +49,46 @@ def build_report(run_dir: str | Path, client: Any = None) -> Path:
     InputError
         If ``run_dir`` is not a directory.
     """
-    from bigcat.report.collect import collect
-    from bigcat.report.figures import all_figures
-    from bigcat.report.html import render
-    from bigcat.report.tables import all_tables
-
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise InputError(
             f"{run_dir}: not a directory. Pass the run directory of `bigcat process` "
             "(its --out), e.g. `bigcat report bigcat-run`."
         )
+    with run_dir_lock(run_dir, "bigcat report", create=False):
+        return _build_report_locked(run_dir, client)
+
+
+def _build_report_locked(run_dir: Path, client: Any) -> Path:
+    """:func:`build_report` under the run directory's lock.
+
+    The figures and tables are drawn into a new directory beside ``RUN_DIR/report`` which
+    then replaces it (:func:`bigcat.atomic.replace_directory`), and ``report.html`` is
+    written last, atomically: until the new report is complete the old one stays whole.
+    """
+    from bigcat.report.collect import collect
+    from bigcat.report.figures import all_figures
+    from bigcat.report.html import render
+    from bigcat.report.tables import all_tables
+
     t0 = time.perf_counter()
     data = collect(run_dir, client)
     out_dir = run_dir / FIGURES_DIR
-    out_dir.mkdir(exist_ok=True)
-    for stale in out_dir.glob("*.png"):
-        stale.unlink()
-    tables = all_tables(data)
-    for table in tables:
-        if table.frame is not None:
-            table.frame.to_csv(out_dir / f"{table.key}.csv", index_label=table.index_header)
-    figures = all_figures(data, out_dir)
+    recover_directory(out_dir)
+    new_dir = new_directory_beside(out_dir)
+    try:
+        tables = all_tables(data)
+        for table in tables:
+            if table.frame is not None:
+                table.frame.to_csv(new_dir / f"{table.key}.csv", index_label=table.index_header)
+        figures = all_figures(data, new_dir)
+        replace_directory(new_dir, out_dir)
+    finally:
+        if new_dir.exists():
+            remove_tree(new_dir)
+    for fig in figures:  # drawn in new_dir, now in out_dir
+        fig.path = _moved(fig.path, new_dir, out_dir)
+        fig.extra = [p for x in fig.extra if (p := _moved(x, new_dir, out_dir)) is not None]
     path = render(data, tables, figures, run_dir / REPORT_FILE)
     logger.info(
         "report %s: %d tables, %d of %d figures drawn, %.1f s",
@@ -78,6 +99,17 @@ def build_report(run_dir: str | Path, client: Any = None) -> Path:
         time.perf_counter() - t0,
     )
     return path
+
+
+def _moved(path: Path | None, old: Path, new: Path) -> Path | None:
+    """``path`` under ``old`` re-rooted under ``new`` (other paths unchanged)."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        return new / path.relative_to(old)
+    except ValueError:
+        return path
 
 
 __all__ = ["build_report"]

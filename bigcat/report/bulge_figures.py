@@ -1,7 +1,9 @@
 """Figures and Table 3 of the bulge analyses (paper Section 5: Fig. 11, 12, 13 and Table 3).
 
+The one implementation of these figures: ``bigcat analyze`` (``stages/analyze.py``) draws
+them into ``RUN_DIR/analysis/`` and the report (``report/figures.py``) into ``RUN_DIR/report/``.
 Each function takes the dict of ``gradient.json`` / ``vertex.json`` (and, where the figure
-shows the stars, the selected rows), draws with matplotlib's Agg canvas (no display, no
+shows the stars, the selected rows or, for Fig. 11, histograms of them), draws with matplotlib's Agg canvas (no display, no
 pyplot state) and writes the file atomically (temporary name, then rename). When the dict
 carries ``truth`` (a synthetic run), the injected values are drawn as dashed black lines.
 """
@@ -9,8 +11,6 @@ carries ``truth`` (a synthetic run), the injected values are drawn as dashed bla
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
+
+from bigcat.atomic import write_text_atomic, write_with
 
 FITTED_COLOUR = "tab:red"
 ZEROED_COLOUR = "tab:green"
@@ -35,28 +37,11 @@ def _figure(width: float, height: float) -> Figure:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _write_text_atomic(text: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_text_atomic(text, path)
 
 
 def _arr(values: Any) -> np.ndarray:
@@ -81,6 +66,10 @@ def _median_panel(ax: Any, binned: Mapping[str, Any], colour: str = "tab:blue") 
     ax.plot(x, hi, color=colour, linewidth=0.8)
 
 
+#: A 2-D histogram of stars: counts (n_x, n_y), x edges (n_x + 1,), y edges (n_y + 1,).
+Histogram2D = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def _density(ax: Any, x: np.ndarray, y: np.ndarray, xr: tuple[float, float]) -> None:
     """Log-scaled 2-D histogram of the stars behind the median curves."""
     ok = np.isfinite(x) & np.isfinite(y)
@@ -89,19 +78,33 @@ def _density(ax: Any, x: np.ndarray, y: np.ndarray, xr: tuple[float, float]) -> 
     y_lo, y_hi = np.percentile(y[ok], [0.5, 99.5])
     if not y_hi > y_lo:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
-    counts, xe, ye = np.histogram2d(x[ok], y[ok], bins=(60, 50), range=(xr, (y_lo, y_hi)))
-    if counts.max() < 1:
+    _density_mesh(ax, np.histogram2d(x[ok], y[ok], bins=(60, 50), range=(xr, (y_lo, y_hi))))
+
+
+def _density_mesh(ax: Any, hist: Histogram2D) -> None:
+    """Draw a 2-D histogram in log-scaled greys (empty bins blank)."""
+    counts, xe, ye = hist
+    counts = np.asarray(counts, dtype=float)
+    if not counts.size or counts.max() < 1:
         return
-    counts[counts == 0] = np.nan
-    ax.pcolormesh(xe, ye, counts.T, cmap="Greys", norm=LogNorm(vmin=1, vmax=np.nanmax(counts)))
+    counts = np.where(counts == 0, np.nan, counts)
+    # vmin below 1: a bin holding one star is light grey, not white
+    vmax = max(float(np.nanmax(counts)), 1.0)
+    ax.pcolormesh(xe, ye, counts.T, cmap="Greys", norm=LogNorm(vmin=0.5, vmax=vmax))
 
 
-def plot_gradient(result: Mapping[str, Any], rows: pd.DataFrame | None, path: str | Path) -> Path:
+def plot_gradient(
+    result: Mapping[str, Any],
+    rows: pd.DataFrame | None,
+    path: str | Path,
+    backdrop: Mapping[str, Histogram2D] | None = None,
+) -> Path:
     """Fig. 11: median [Fe/H] against Z (stars with velocities; all stars) and against |Z|.
 
     Panels: (a) Z for stars with a Galactocentric velocity, (b) Z for all selected stars,
     (c) |Z| with the fitted line over the fit range and the median curve's peak. Each shows
-    the 16-84 percentile band over a log-density of the stars (when ``rows`` is given).
+    the 16-84 percentile band over a log-density of the stars (from ``rows``, else from
+    ``backdrop``).
 
     Parameters
     ----------
@@ -113,6 +116,15 @@ def plot_gradient(result: Mapping[str, Any], rows: pd.DataFrame | None, path: st
         The selected stars (``z_gc``, ``feh``, ``has_velocity``) for the density backdrop.
     path : str or Path
         PNG file to write.
+    backdrop : mapping of str to (counts, x edges, y edges), optional
+        Used where ``rows`` is None: each panel's density as a 2-D histogram of [Fe/H]
+        against Z (or |Z|), keyed like the panels' curves (``binned_z_with_velocity``,
+        ``binned_z``, ``binned_abs_z``); the report passes its whole-catalogue histograms.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     fig = _figure(15, 4.6)
     axes = fig.subplots(1, 3, sharey=True)
@@ -139,6 +151,8 @@ def plot_gradient(result: Mapping[str, Any], rows: pd.DataFrame | None, path: st
                 _density(ax, z, f, (-z_max, z_max))
             else:
                 _density(ax, np.abs(z), f, (0.0, z_max))
+        elif backdrop and key in backdrop:
+            _density_mesh(ax, backdrop[key])
         binned = result.get(key)
         if binned:
             _median_panel(ax, binned)
@@ -334,6 +348,24 @@ def _ellipse(
     )
 
 
+def _major_reach(sample: Mapping[str, Any], k: float = 2.0) -> float:
+    """The largest |Vx| or |Vy| (km/s) the k-sigma ellipses of a sample's major components
+    reach (0 without fits)."""
+    reach = 0.0
+    for variant in ("fitted", "zeroed"):
+        fit = sample.get(variant) or {}
+        cov = fit.get("cov_major_kms2")
+        if cov is None:
+            continue
+        c = np.asarray(cov, dtype=float)[:2, :2]
+        mean = fit.get("mean_major_kms") if variant == "fitted" else None
+        m = np.asarray(mean if mean is not None else [0.0, 0.0], dtype=float)[:2]
+        if np.isfinite(c).all() and np.isfinite(m).all():
+            half = k * np.sqrt(np.clip(np.diag(c), 0, None))  # the ellipse's x and y extents
+            reach = max(reach, float(np.max(np.abs(m) + half)))
+    return reach
+
+
 def plot_velocity_ellipsoids(
     result: Mapping[str, Any], rows: Mapping[str, pd.DataFrame], path: str | Path
 ) -> Path:
@@ -367,6 +399,7 @@ def plot_velocity_ellipsoids(
             ok = np.isfinite(vx) & np.isfinite(vy)
             if ok.any():
                 lim = float(max(100.0, np.percentile(np.abs(np.r_[vx[ok], vy[ok]]), 99)))
+            lim = max(lim, 1.05 * _major_reach(s))  # the major components' ellipses fit
             if ok.sum() > 200:
                 ax.hexbin(
                     vx[ok],

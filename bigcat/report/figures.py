@@ -4,7 +4,10 @@ Each ``figN(data, out_dir)`` writes one PNG and returns a :class:`ReportFigure`;
 has not made what a figure needs, no file is written and ``missing`` names the command that
 makes it. On a synthetic run every figure also draws the truth (recovered vs injected).
 Density panels are drawn from the fixed-grid histograms of ``bigcat.report.collect`` (never
-from the whole catalogue); scatter panels use its deterministic subsample.
+from the whole catalogue); scatter panels use its deterministic subsample. Figs 11-13 are
+drawn by :mod:`bigcat.report.bulge_figures`, the code ``bigcat analyze`` draws them with, from
+gradient.json and vertex.json (Fig. 11 over the collected histograms, Fig. 13 over the
+vertex selection's rows).
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ matplotlib.use("Agg")
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 
+from bigcat.analysis.stats import robust_scatter
+from bigcat.report.bulge_figures import plot_gradient, plot_velocity_ellipsoids, plot_vertex_bins
 from bigcat.report.collect import GRIDS, SKY_AKS, SKY_FEH, RunData, grid_edges
-from bigcat.report.tables import NOT_RUN, missing_text, robust_scatter, vertex_truth
+from bigcat.report.tables import NOT_RUN, missing_text
 
 logger = logging.getLogger(__name__)
 
 DPI = 110
-TRUTH_STYLE: dict[str, Any] = {"color": "black", "ls": "--", "lw": 1.5}
 #: Smallest column count for a percentile curve point.
 MIN_COLUMN_COUNT = 5
 
@@ -475,232 +478,79 @@ def fig10(data: RunData, out_dir: Path) -> ReportFigure:
     )
 
 
-# --- Fig 11 -----------------------------------------------------------------------------------
-
-
-def _gradient_line(data: RunData, medians: np.ndarray, absz: np.ndarray) -> tuple | None:
-    """(slope, intercept, z range, slope error) of the fitted gradient, or None."""
-    g = data.gradient
-    slope = _finite((g or {}).get("slope_dex_per_kpc"))
-    if g is None or slope is None:
-        return None
-    zr = g.get("z_range_kpc") or [0.7, 1.6]
-    lo, hi = float(zr[0]), float(zr[1])
-    intercept = None
-    for k in ("intercept_dex", "intercept"):
-        intercept = _finite(g.get(k))
-        if intercept is not None:
-            break
-    if intercept is None:
-        m = (absz >= lo) & (absz <= hi) & np.isfinite(medians)
-        if not m.any():
-            return None
-        intercept = float(np.mean(medians[m] - slope * absz[m]))
-    return slope, intercept, (lo, hi), g.get("slope_error")
+# --- Figs 11-13: drawn by bigcat.report.bulge_figures from the analyses' JSON ------------------
 
 
 def fig11(data: RunData, out_dir: Path) -> ReportFigure:
-    """Median [Fe/H] against Z and |Z| in the bulge cylinder, percentiles and the gradient."""
+    """Median [Fe/H] against Z and |Z| in the bulge cylinder (gradient.json) over the
+    catalogue's log density, with the fitted gradient."""
     head = _Head(
         "fig11",
         "Fig. 11. Vertical metallicity gradient of the bulge",
         "Stars within R < 2.5 kpc of the Galactic centre (sigma[Fe/H] <= 0.5 dex, position "
         "sigma <= 1 kpc): log density of [Fe/H] against Z for stars with a radial velocity "
-        "(left), all (middle) and against |Z| (right), with the median (solid) and 16th/84th "
-        "percentiles (dotted) per bin, and the fitted gradient (red) over its fit range.",
+        "(left), all (middle) and against |Z| (right), with the analysis' median and 16-84% "
+        "band per bin, and the fitted gradient (red) over its fit range (shaded).",
     )
     h = data.summary.hists
-    missing = missing_text(data, "stage2") if "fig9" not in h else NOT_RUN["kinematics"]
     if data.gradient is None:
-        missing += f"; the gradient fit is {NOT_RUN['gradient']}"
-    if (gone := head.missing_hist(data, "fig11_all", missing)) is not None:
-        return gone
-    fig = Figure(figsize=(16, 5))
-    axes = fig.subplots(1, 3)
-    notes = []
-    absz_med = None
-    for ax, name, label in (
-        (axes[0], "fig11_rv", "with radial velocity"),
-        (axes[1], "fig11_all", "all"),
-        (axes[2], "fig11_absz", "all, |Z|"),
+        if data.catalog is None:
+            return head.missing(NOT_RUN["catalog"])
+        missing = f"the gradient fit is {NOT_RUN['gradient']}"
+        if "fig11_all" not in h:
+            before = missing_text(data, "stage2") if "fig9" not in h else NOT_RUN["kinematics"]
+            missing = f"{before}; {missing}"
+        return head.missing(missing)
+    backdrop = {}
+    for panel, name in (
+        ("binned_z_with_velocity", "fig11_rv"),
+        ("binned_z", "fig11_all"),
+        ("binned_abs_z", "fig11_absz"),
     ):
-        _density(ax, h[name], name)
-        x, q = _percentile_curves(
-            ax,
-            h[name],
-            name,
-            {"ls": "-", "color": "darkorange", "lw": 2, "label": "median"},
-            {"ls": ":", "color": "darkorange", "lw": 1.5, "label": "16th / 84th"},
-        )
-        ax.set_title(f"{label}: {int(h[name].sum()):,} stars")
-        ax.set_xlabel("|Z| (kpc)" if name == "fig11_absz" else "Z (kpc)")
-        ax.set_ylabel("[Fe/H] (dex)")
-        ax.set_ylim(-2.0, 1.0)
-        if name == "fig11_absz":
-            absz_med = (x, q[1])
-    ax = axes[2]
-    assert absz_med is not None
-    line = _gradient_line(data, absz_med[1], absz_med[0])
-    if line is not None:
-        slope, intercept, (lo, hi), err = line
-        zz = np.linspace(lo, hi, 10)
-        err_txt = f" ± {float(err):.3f}" if isinstance(err, int | float) else ""
-        ax.plot(
-            zz, intercept + slope * zz, "r-", lw=2.5, label=f"fit: {slope:.3f}{err_txt} dex/kpc"
-        )
-    elif data.gradient is None:
-        notes.append(f"Fitted gradient: {NOT_RUN['gradient']}")
-    else:
+        if name in h:
+            gx, gy = GRIDS[name]
+            backdrop[panel] = (h[name], grid_edges(gx), grid_edges(gy))
+    notes = []
+    if not math.isfinite(float(data.gradient.get("slope_dex_per_kpc") or math.nan)):
         notes.append(
             "gradient.json holds no fitted slope (too few stars in the fit range; "
             f"n_stars = {data.gradient.get('n_stars', '?')})."
         )
-    inj = _injected_gradient(data)
-    if inj is not None:
-        slope_t, icpt_t = inj
-        zz = np.linspace(0, 3, 10)
-        ax.plot(zz, icpt_t + slope_t * zz, **TRUTH_STYLE, label=f"truth: {slope_t:.3f} dex/kpc")
-        sub = data.subsample
-        if "true_feh" in sub.columns and "true_z_gc" in sub.columns:
-            r = np.hypot(sub["true_x_gc"], sub["true_y_gc"]).to_numpy(float)
-            m = r < 2.5
-            edges = np.linspace(0, 3, 13)
-            med = _binned_stat(
-                np.abs(sub["true_z_gc"].to_numpy(float))[m],
-                sub["true_feh"].to_numpy(float)[m],
-                edges,
-                np.median,
-            )
-            ax.plot(_centres(edges), med, "ks", ms=4, label="truth: median injected [Fe/H]")
-    ax.legend(fontsize=8, facecolor="0.85")
-    return head.saved(
-        fig, out_dir, "fig11_gradient", notes=notes, extra=_analysis_pngs(data, "fig11")
-    )
-
-
-def _finite(v: object) -> float | None:
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    return None
-
-
-def _injected_gradient(data: RunData) -> tuple[float, float] | None:
-    """(slope, intercept) of the injected median line: gradient.json's "truth", else the
-    mock's truth.json."""
-    t = (data.gradient or {}).get("truth")
-    t = t if isinstance(t, dict) else {}
-    mock = (data.truth_json or {}).get("gradient") or {}
-    slope = _finite(t.get("slope_dex_per_kpc"))
-    if slope is None:
-        slope = _finite(mock.get("feh_gradient_dex_per_kpc"))
-    if slope is None:
-        return None
-    icpt = _finite(t.get("median_line_intercept_dex"))
-    if icpt is None:
-        icpt = _finite(mock.get("median_line_intercept"))
-    return slope, icpt if icpt is not None else 0.0
-
-
-def _analysis_pngs(data: RunData, prefix: str) -> list[Path]:
-    return sorted((data.run_dir / "analysis").glob(f"{prefix}*.png"))
-
-
-# --- Figs 12 and 13 ---------------------------------------------------------------------------
+    path = plot_gradient(data.gradient, None, out_dir / "fig11_gradient.png", backdrop=backdrop)
+    return ReportFigure(head.key, head.title, head.caption, path, notes=notes)
 
 
 def fig12(data: RunData, out_dir: Path) -> ReportFigure:
-    """Vertex angle per [Fe/H] bin: fitted (red) and zeroed (green) ellipsoids."""
+    """Vertex angle per [Fe/H] bin (vertex.json): fitted (red) and zeroed (green) means."""
     head = _Head(
         "fig12",
         "Fig. 12. Vertex angle per metallicity bin",
-        "Posterior median vertex angle with 16-84 half-width per 0.35 dex [Fe/H] bin: velocity "
-        "ellipsoid centred on the fitted mean (red) or at zero (green); star counts annotated.",
+        "Posterior median vertex angle with 16th-84th percentile error bars per 0.35 dex [Fe/H] "
+        "bin: velocity ellipsoid centred on the fitted mean (red) or at zero (green); the "
+        "metal-poor and metal-rich samples as bands; star counts at the bottom.",
     )
     vertex = data.vertex
     if vertex is None:
         return head.missing(NOT_RUN["vertex"])
     samples = vertex.get("samples") or {}
-    bins = sorted(
-        (s["feh_range"][0], s["feh_range"][1], name, s)
-        for name, s in samples.items()
-        if isinstance(s, dict) and s.get("kind") == "bin" and len(s.get("feh_range") or []) == 2
-    )
-    if not bins:
+    if not any(
+        isinstance(s, dict) and s.get("kind") == "bin" and len(s.get("feh_range") or []) == 2
+        for s in samples.values()
+    ):
         return head.missing("vertex.json holds no [Fe/H] bins; " + NOT_RUN["vertex"])
-    fig, ax = _single_axes((8, 5))
-    for variant, colour, dx in (("fitted", "tab:red", -0.02), ("zeroed", "tab:green", 0.02)):
-        xs, ys, es = [], [], []
-        for lo, hi, _, s in bins:
-            v = s.get(variant) or {}
-            if isinstance(v.get("vertex_deg"), int | float):
-                xs.append(0.5 * (lo + hi) + dx)
-                ys.append(v["vertex_deg"])
-                es.append(v.get("vertex_err_deg") or 0.0)
-        ax.errorbar(xs, ys, yerr=es, fmt="o", color=colour, capsize=3, label=variant)
-    for lo, hi, _, s in bins:
-        ax.annotate(str(s.get("n_stars", "")), (0.5 * (lo + hi), -44), ha="center", fontsize=8)
-        ax.axvline(lo, color="0.85", lw=0.5)
-    truth = vertex_truth(data)
-    mock_v = (data.truth_json or {}).get("vertex") or {}
-    if truth:
-        rich_min = float(
-            mock_v.get(
-                "metal_rich_min_feh", (vertex.get("settings") or {}).get("metal_rich_min", -0.4)
-            )
-        )
-        poor_max = float(
-            mock_v.get(
-                "metal_poor_max_feh", (vertex.get("settings") or {}).get("metal_poor_max", -0.6)
-            )
-        )
-        first = True
-        for lo, hi, _, _ in bins:
-            val = None
-            if lo >= rich_min and "metal_rich" in truth:
-                val = truth["metal_rich"]
-            elif hi <= poor_max and "metal_poor" in truth:
-                val = truth["metal_poor"]
-            if val is not None:
-                label = "truth: injected" if first else "_nolegend_"
-                ax.hlines(val, lo, hi, **TRUTH_STYLE, label=label)
-                first = False
-    ax.set_xlabel("[Fe/H] (dex)")
-    ax.set_ylabel("vertex angle l$_v$ (deg)")
-    ax.set_ylim(-47, 47)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=8)
-    return head.saved(fig, out_dir, "fig12_vertex_bins", extra=_analysis_pngs(data, "fig12"))
-
-
-def _ellipse(ax, mean, cov, colour: str, label: str | None) -> None:
-    c = np.asarray(cov, dtype=float)[:2, :2]
-    vals, vecs = np.linalg.eigh(c)
-    angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
-    for k, ls in ((1, "-"), (2, "--")):
-        ax.add_patch(
-            Ellipse(
-                (float(mean[0]), float(mean[1])),
-                2 * k * math.sqrt(max(vals[1], 0)),
-                2 * k * math.sqrt(max(vals[0], 0)),
-                angle=angle,
-                fill=False,
-                color=colour,
-                lw=2,
-                ls=ls,
-                label=label if k == 1 else None,
-            )
-        )
+    path = plot_vertex_bins(vertex, out_dir / "fig12_vertex_bins.png")
+    return ReportFigure(head.key, head.title, head.caption, path)
 
 
 def fig13(data: RunData, out_dir: Path) -> ReportFigure:
-    """Velocity ellipsoids (1 and 2 sigma) of the metal-poor and metal-rich samples over the
+    """Velocity ellipses of the metal-poor and metal-rich samples (vertex.json) over the
     Vx-Vy distribution of the vertex selection."""
     head = _Head(
         "fig13",
         "Fig. 13. Velocity ellipsoids",
         "Vx-Vy of the stars in the vertex selection (|l| <= 5 deg, |b| <= 10 deg, 6-10 kpc) "
-        "by metallicity sample; 1- and 2-sigma ellipses of the major mixture component with "
-        "fitted means (red, centred on the mean) and zeroed means (green, at the origin).",
+        "by metallicity sample; 2-sigma ellipses of the major (solid) and minor (dashed) "
+        "mixture components with fitted means (red) and zeroed means (green, at the origin).",
     )
     vertex = data.vertex
     rows = data.vertex_rows
@@ -714,64 +564,13 @@ def fig13(data: RunData, out_dir: Path) -> ReportFigure:
     settings = (vertex or {}).get("settings") or {}
     poor_max = float(settings.get("metal_poor_max", -0.6))
     rich_min = float(settings.get("metal_rich_min", -0.4))
-    samples = (vertex or {}).get("samples") or {}
-    truth = vertex_truth(data)
-    fig = Figure(figsize=(12, 5.5))
-    axes = fig.subplots(1, 2)
+    by_sample = {}
+    if len(rows) and "feh" in rows.columns:
+        feh = rows["feh"].to_numpy(float)
+        by_sample = {"metal_poor": rows[feh <= poor_max], "metal_rich": rows[feh >= rich_min]}
     notes = [] if vertex is not None else [f"Ellipsoids: {NOT_RUN['vertex']}"]
-    for ax, name, label in (
-        (axes[0], "metal_poor", f"[Fe/H] ≤ {poor_max:g}"),
-        (axes[1], "metal_rich", f"[Fe/H] ≥ {rich_min:g}"),
-    ):
-        if len(rows) and "feh" in rows.columns:
-            feh = rows["feh"].to_numpy(float)
-            m = feh <= poor_max if name == "metal_poor" else feh >= rich_min
-            if "true_vx" in rows.columns:
-                ax.scatter(
-                    rows["true_vx"][m],
-                    rows["true_vy"][m],
-                    s=3,
-                    c="0.75",
-                    label="truth: injected velocities",
-                )
-            ax.scatter(
-                rows["vx_gc"][m],
-                rows["vy_gc"][m],
-                s=3,
-                c="tab:blue",
-                alpha=0.5,
-                label=f"recovered ({int(m.sum())} stars)",
-            )
-        s = samples.get(name) or {}
-        for variant, colour in (("fitted", "tab:red"), ("zeroed", "tab:green")):
-            v = s.get(variant) or {}
-            cov = v.get("cov_major_kms2")
-            if cov is None:
-                continue
-            mean = v.get("mean_major_kms") if variant == "fitted" else [0.0, 0.0]
-            mean = mean or [0.0, 0.0]
-            ang = v.get("vertex_deg")
-            lab = f"{variant}: l_v = {ang:.1f} deg" if isinstance(ang, int | float) else variant
-            _ellipse(ax, mean, cov, colour, lab)
-        if name in truth:
-            t = math.radians(truth[name])
-            r = 250.0
-            ax.plot(
-                [-r * math.cos(t), r * math.cos(t)],
-                [-r * math.sin(t), r * math.sin(t)],
-                **TRUTH_STYLE,
-                label=f"truth: injected l_v = {truth[name]:.1f} deg",
-            )
-        ax.set_xlim(-400, 400)
-        ax.set_ylim(-400, 400)
-        ax.set_aspect("equal")
-        ax.set_xlabel("V$_x$ (km/s)")
-        ax.set_ylabel("V$_y$ (km/s)")
-        ax.set_title(label)
-        ax.legend(fontsize=7, loc="upper right")
-    return head.saved(
-        fig, out_dir, "fig13_ellipsoids", notes=notes, extra=_analysis_pngs(data, "fig13")
-    )
+    path = plot_velocity_ellipsoids(vertex or {}, by_sample, out_dir / "fig13_ellipsoids.png")
+    return ReportFigure(head.key, head.title, head.caption, path, notes=notes)
 
 
 # --- sky maps ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bigcat.atomic import write_text_atomic
 from bigcat.report.collect import RunData
 from bigcat.report.figures import ReportFigure
 from bigcat.report.tables import ReportTable, placeholder_html
@@ -279,7 +280,4 @@ def render(
         provenance_html(data),
         "</main></body></html>",
     ]
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic("\n".join(parts), path)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bigcat.analysis.stats import robust_scatter
 from bigcat.report.collect import TABLE1_EDGES, TABLE2_ALL, TABLE2_EDGES, RunData
 
 #: Placeholder texts: what is missing and the command that makes it.
@@ -39,15 +40,6 @@ def missing_text(data: RunData, key: str) -> str:
         if stage and rec.get("stage") == stage and rec.get("skipped"):
             text += f" (last run: {stage} skipped: {rec['skipped']})"
     return text
-
-
-def robust_scatter(x: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation (NaN for fewer than 3 finite values)."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) < 3:
-        return math.nan
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
 @dataclass
@@ -366,11 +358,6 @@ def _vertex_truth(data: RunData) -> dict[str, float]:
         if k not in out and v is not None:
             out[k] = v
     return out
-
-
-def vertex_truth(data: RunData) -> dict[str, float]:
-    """Public alias used by the figures."""
-    return _vertex_truth(data)
 
 
 def all_tables(data: RunData) -> list[ReportTable]:

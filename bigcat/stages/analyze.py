@@ -22,12 +22,11 @@ Both analyses follow the same plan:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from bigcat import __version__
+from bigcat import __version__, atomic
 from bigcat.analysis import gradient as gradient_kernels
 from bigcat.analysis import vertex as vertex_kernels
 from bigcat.analysis.gradient import GradientParams, analyze_gradient, gradient_partition
@@ -46,6 +45,7 @@ from bigcat.analysis.vertex import VertexParams, analyze_vertex, metallicity_sam
 from bigcat.astrometry.galactocentric import frame_parameters
 from bigcat.catalog.store import Catalog, read_table_checked
 from bigcat.errors import CatalogError, InputError
+from bigcat.runlock import run_dir_lock
 from bigcat.schema import TRUTH_PREFIX
 from bigcat.stages.tasks import run_tasks
 
@@ -321,15 +321,23 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> Path:
     """Write ``data`` as JSON (NaN as null) to a temporary file and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic.write_json_atomic(_jsonable(data), path, indent=2, allow_nan=False)
+
+
+def _locked(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run an analysis under the lock of its run directory (its second argument)."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def run(client: Client, run_dir: str | Path, *args: Any, **kwargs: Any) -> Any:
+            if not Path(run_dir).is_dir():  # the analysis says what is wrong
+                return func(client, run_dir, *args, **kwargs)
+            with run_dir_lock(Path(run_dir).resolve(), command):
+                return func(client, run_dir, *args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 def _region_info(name: str, region: Region, catalog: Catalog, parts: list, full_scan: bool) -> dict:
@@ -465,6 +473,7 @@ def _write_result(
 # the two analyses
 
 
+@_locked("bigcat analyze gradient")
 def run_gradient(
     client: Client,
     run_dir: str | Path,
@@ -543,6 +552,7 @@ def run_gradient(
     return _jsonable(result)
 
 
+@_locked("bigcat analyze vertex")
 def run_vertex(
     client: Client,
     run_dir: str | Path,

@@ -55,6 +55,7 @@ from distributed import Client, as_completed
 from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
 
 from bigcat import __version__
+from bigcat.atomic import write_json_atomic
 from bigcat.catalog.crossmatch import (
     complement_partitions,
     flux_error_to_mag_error,
@@ -81,6 +82,7 @@ from bigcat.catalog.store import (
 )
 from bigcat.config import Config
 from bigcat.errors import CatalogError, InputError, missing_columns_message
+from bigcat.runlock import output_lock
 from bigcat.schema import (
     CROSSMATCH_COLUMNS,
     GAIA_OPTIONAL_COLUMNS,
@@ -949,6 +951,28 @@ def crossmatch(
             ", ".join(missing_zp),
         )
     staging = out.with_name(out.name + ".partial")
+    with output_lock(out, "bigcat crossmatch", covers=(staging,)):
+        return _crossmatch_locked(
+            inputs, out, staging, config, client, radius_arcsec, settings, fingerprint, t0
+        )
+
+
+def _crossmatch_locked(
+    inputs: dict[str, SurveyInput],
+    out: Path,
+    staging: Path,
+    config: Config,
+    client: Client,
+    radius_arcsec: float,
+    settings: dict,
+    fingerprint: str,
+    t0: float,
+) -> Catalog:
+    """:func:`crossmatch` under the lock of ``out``: staging, matching, publishing."""
+    if out.exists():  # finished meanwhile by the run that held the lock
+        existing = Catalog.open(out)
+        if existing.fingerprint == fingerprint:
+            return existing
     if staging.exists():
         logger.warning("Removing %s, left by an interrupted crossmatch; starting afresh.", staging)
         shutil.rmtree(staging)
@@ -967,8 +991,8 @@ def crossmatch(
                 "settings": settings,
             }
         )
-        (catalog.root / "bigcat.json").write_text(
-            json.dumps(props, indent=2, sort_keys=True, default=str)
+        write_json_atomic(
+            props, catalog.root / "bigcat.json", indent=2, sort_keys=True, default=str
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from distributed import Client
 
 from bigcat import __version__
+from bigcat.atomic import write_json_atomic
 from bigcat.catalog.healpix import (
     HEALPIX29,
     adaptive_partitions,
@@ -50,22 +51,29 @@ from bigcat.catalog.healpix import (
 from bigcat.catalog.readers import (
     ChunkSpec,
     expand_inputs,
+    file_format,
+    first_non_numeric,
+    non_numeric_message,
     plan_chunks,
     read_chunk,
     read_column_kinds,
 )
 from bigcat.catalog.store import (
     Catalog,
+    catalog_problems,
     file_fingerprint,
+    file_record,
     finalize_catalog,
     partition_path,
     read_parquet_checked,
+    remove_tree,
     write_frame_atomic,
     write_table_atomic,
 )
 from bigcat.config import Config
 from bigcat.errors import CatalogError, InputError, missing_columns_message
-from bigcat.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
+from bigcat.runlock import output_lock
+from bigcat.schema import OPTIONAL_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
 from bigcat.stages.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
@@ -101,12 +109,49 @@ def _fingerprint_files(files: list[Path], extra: dict) -> str:
     return h.hexdigest()[:24]
 
 
+def extra_columns(
+    files: list[Path], kinds_per_file: list[dict[str, str]], contract: set[str]
+) -> list[str]:
+    """The input columns outside the contract (``contract``: the file's names of the
+    contract columns) that every file has, in the first file's order: carried unchanged
+    through every stage. A column only some files have is left out with a warning.
+
+    Raises
+    ------
+    InputError
+        For an extra column named like a column bigcat adds (it would be overwritten), or
+        starting with ``_`` (bigcat's internal columns).
+    """
+    first = [c for c in kinds_per_file[0] if c not in contract]
+    common = [c for c in first if all(c in k for k in kinds_per_file[1:])]
+    partial = sorted(
+        {c for k in kinds_per_file for c in k if c not in contract and c not in common}
+    )
+    if partial:
+        logger.warning(
+            "extra column(s) %s are not in every input file, so they are not kept; give every "
+            "file the same columns to keep them.",
+            ", ".join(partial),
+        )
+    clash = [c for c in common if c in OUTPUT_COLUMNS or c.startswith("_")]
+    if clash:
+        raise InputError(
+            f"{files[0]}: extra input column(s) {', '.join(clash)} have the name of a column "
+            "bigcat adds (or start with '_', reserved for bigcat's own); they would be "
+            "overwritten. Rename them in the input file (every other extra column is kept "
+            "unchanged in the catalogue)."
+        )
+    return common
+
+
 def plan_ingest(
-    inputs: Sequence[str | Path], config: Config, keep: Sequence[str] = ()
+    inputs: Sequence[str | Path], config: Config, keep: Sequence[str] | None = None
 ) -> IngestPlan:
     """Check every input's header and plan the chunks. Reads no data.
 
-    ``keep``: extra columns every input must have, carried into the catalogue unchanged.
+    ``keep``: extra columns every input must have, carried into the catalogue unchanged;
+    None (the default): every input column outside the contract that every file has
+    (:func:`extra_columns`).
 
     Raises
     ------
@@ -121,9 +166,12 @@ def plan_ingest(
         **ZEROPOINT_COLUMNS,
     }
     rename = {mapping.get(c, c): c for c in wanted}
+    headers = [read_column_kinds(path) for path in files]
+    if keep is None:
+        keep = extra_columns(files, [k for k, _ in headers], set(rename))
     read_columns, missing_optional, chunks = [], [], []
     for i, path in enumerate(files):
-        kinds, n_rows = read_column_kinds(path)
+        kinds, n_rows = headers[i]
         missing = [c for c in REQUIRED_COLUMNS if mapping.get(c, c) not in kinds]
         if missing:
             raise InputError(missing_columns_message(str(path), missing, kinds, taken=rename))
@@ -133,6 +181,13 @@ def plan_ingest(
                 continue
             have = kinds[user]
             ok = have in ("int", "null") if kind == "int" else have in ("int", "float", "null")
+            if not ok and have == "other" and file_format(path) == "csv":
+                found = first_non_numeric(path, user)
+                if found is not None:
+                    want = "an integer" if kind == "int" else "a number"
+                    raise InputError(
+                        non_numeric_message(path, user, *found, want=f"{want} ({col})")
+                    )
             if not ok and not (kind == "int" and have == "bool"):
                 raise InputError(
                     f"{path}: column '{user}' has type {have}, but bigcat needs "
@@ -214,7 +269,7 @@ def prepare_rows(
                 out[col] = values.to_numpy(dtype=np.int64)
             else:
                 raw = df[col]
-                if raw.dtype == object:
+                if not pd.api.types.is_numeric_dtype(raw):  # text (object or str dtype)
                     bad = values.isna().to_numpy() & raw.notna().to_numpy()
                     if bad.any():
                         i = int(np.argmax(bad))
@@ -231,7 +286,7 @@ def prepare_rows(
                 out[col] = np.full(len(df), default, dtype=np.float64)
     frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
     for col in keep:
-        frame[col] = df[col].to_numpy()
+        frame[col] = df[col].array  # unchanged, nullable and text types included
     ra, dec = frame["ra"].to_numpy(), frame["dec"].to_numpy()
     bad = ~(np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90))
     if bad.any():
@@ -284,10 +339,7 @@ def split_chunk(
         shard = stage / "shards" / f"{spec.chunk_id}-{k:04d}.parquet"
         write_frame_atomic(frame, shard, row_group_rows=SHARD_ROW_GROUP_ROWS)
         shards.append(shard.name)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pixels": counts, "shards": shards}))
-    os.replace(tmp, marker)
+    write_json_atomic({"pixels": counts, "shards": shards}, marker)
     return counts
 
 
@@ -297,12 +349,13 @@ def merge_pixels(
     staging: str,
     fingerprint: str,
     files: list[str],
-) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+) -> tuple[list[tuple[int, int, int]], np.ndarray, dict[str, dict]]:
     """Reduce task: the rows of some partitions ``(order, pixel)``, in sky order, from every
     shard -> one sorted file per partition.
 
-    Returns ``[(order, pixel, n_rows)]`` and the sorted source_ids of the group (for the global
-    uniqueness check). If every partition's file already exists with this ingest's
+    Returns ``[(order, pixel, n_rows)]``, the sorted source_ids of the group (for the global
+    uniqueness check) and the record (rows, bytes, sha256) of each file written or reused
+    (``"order/pixel"`` -> record; :func:`bigcat.catalog.store.file_record`). If every partition's file already exists with this ingest's
     fingerprint, nothing is rewritten (resume).
 
     Raises
@@ -315,7 +368,15 @@ def merge_pixels(
     if all(file_fingerprint(path) == fingerprint for path in paths):
         tables = [pq.read_table(path, columns=["source_id"]) for path in paths]
         ids = np.sort(np.concatenate([t["source_id"].to_numpy() for t in tables]))
-        return [(o, p, t.num_rows) for (o, p), t in zip(partitions, tables, strict=True)], ids
+        records = {
+            f"{o}/{p}": file_record(path, t.num_rows)
+            for (o, p), path, t in zip(partitions, paths, tables, strict=True)
+        }
+        return (
+            [(o, p, t.num_rows) for (o, p), t in zip(partitions, tables, strict=True)],
+            ids,
+            records,
+        )
     ranges = np.array([pixel_index_range(o, p) for o, p in partitions], dtype=np.int64)
     lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
     parts = []
@@ -326,9 +387,14 @@ def merge_pixels(
         )
         if table.num_rows:
             parts.append(table)
-    frame = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame()
+    # shards may differ in an extra column's type (all null in one chunk): promote
+    frame = (
+        pa.concat_tables(parts, promote_options="permissive").to_pandas()
+        if parts
+        else pd.DataFrame()
+    )
     if len(frame) == 0:
-        return [(o, p, 0) for o, p in partitions], np.zeros(0, np.int64)
+        return [(o, p, 0) for o, p in partitions], np.zeros(0, np.int64), {}
     frame = frame.sort_values([HEALPIX29, "source_id"], kind="stable", ignore_index=True)
     ids = frame["source_id"].to_numpy()
     dup = pd.Series(ids).duplicated(keep=False).to_numpy()
@@ -345,11 +411,15 @@ def merge_pixels(
     starts = np.searchsorted(h29, ranges[:, 0], side="left")
     stops = np.searchsorted(h29, ranges[:, 1], side="left")
     counts = []
+    records = {}
     for (o, p), path, a, b in zip(partitions, paths, starts, stops, strict=True):
-        if b > a and file_fingerprint(path) != fingerprint:
-            write_table_atomic(table.slice(a, b - a), path, fingerprint)
+        if b > a:
+            if file_fingerprint(path) != fingerprint:
+                records[f"{o}/{p}"] = write_table_atomic(table.slice(a, b - a), path, fingerprint)
+            else:
+                records[f"{o}/{p}"] = file_record(path, int(b - a))
         counts.append((o, p, int(b - a)))
-    return counts, np.sort(ids)
+    return counts, np.sort(ids), records
 
 
 def group_pixels(counts: dict[int, int], target_rows: int) -> list[list[int]]:
@@ -383,7 +453,7 @@ def ingest(
     out: str | Path,
     config: Config,
     client: Client,
-    keep: Sequence[str] = (),
+    keep: Sequence[str] | None = None,
     properties: dict | None = None,
 ) -> Catalog:
     """Ingest raw tables into a HEALPix catalogue at ``out`` (see the module docstring).
@@ -392,6 +462,9 @@ def ingest(
     inputs and settings, it is returned as it is. ``keep``: extra columns carried unchanged
     (every input must have them); ``properties``: added to (and overriding) the provenance
     in ``bigcat.json``.
+
+    ``keep`` None (the default) keeps every input column outside the contract that every
+    file has (:func:`extra_columns`); ``()`` keeps none.
 
     Raises
     ------
@@ -409,13 +482,40 @@ def ingest(
         except CatalogError:
             existing = None
         if existing is not None and existing.fingerprint == plan.fingerprint:
-            logger.info("%s is up to date with its inputs; nothing to do.", out)
-            return existing
+            damaged = catalog_problems(existing, checksums=False)
+            if not damaged:
+                logger.info("%s is up to date with its inputs; nothing to do.", out)
+                return existing
+            with output_lock(out, "bigcat ingest"):
+                logger.warning(
+                    "%s: %d damaged partition file(s) (%s); ingesting the inputs again.",
+                    out,
+                    len(damaged),
+                    "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""),
+                )
+                _set_aside(out)
+            return ingest(inputs, out, config, client, keep, properties)
         raise CatalogError(
             f"{out} already exists and was not made from these inputs and settings. bigcat does "
             "not overwrite it: choose another --out, or delete it first."
         )
     staging = out.with_name(out.name + ".partial")
+    with output_lock(out, "bigcat ingest", covers=(staging, out)):
+        if out.exists():  # made meanwhile by the command that held the lock
+            return ingest(inputs, out, config, client, keep, properties)
+        return _ingest_locked(plan, out, staging, config, client, properties, t0)
+
+
+def _ingest_locked(
+    plan: IngestPlan,
+    out: Path,
+    staging: Path,
+    config: Config,
+    client: Client,
+    properties: dict | None,
+    t0: float,
+) -> Catalog:
+    """:func:`ingest` under the lock of ``out``: staging in ``CATALOG.partial``, publishing."""
     plan_file = staging / "plan.json"
     if staging.exists():
         old = json.loads(plan_file.read_text()).get("fingerprint") if plan_file.exists() else None
@@ -425,8 +525,8 @@ def ingest(
         else:
             logger.info("Resuming the interrupted ingest in %s.", staging)
     staging.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(
-        json.dumps({"fingerprint": plan.fingerprint, "files": [str(f) for f in plan.files]})
+    write_json_atomic(
+        {"fingerprint": plan.fingerprint, "files": [str(f) for f in plan.files]}, plan_file
     )
     order = config.ingest.order
     files = [str(f) for f in plan.files]
@@ -481,9 +581,11 @@ def ingest(
             for g in groups
         ]
         merged = run_tasks(client, merge_pixels, merge_tasks, "ingest merge")
-        counts_by_part = [opn for opns, _ in merged for opn in opns if opn[2] > 0]
+        counts_by_part = [opn for opns, _, _ in merged for opn in opns if opn[2] > 0]
+        records = {k: r for _, _, recs in merged for k, r in recs.items()}
         pixels = [(o, p) for o, p, _ in counts_by_part]
-        _check_unique(np.concatenate([ids for _, ids in merged]), pixels, staging / "catalog")
+        all_ids = [ids for _, ids, _ in merged] or [np.zeros(0, np.int64)]  # no rows: fine
+        _check_unique(np.concatenate(all_ids), pixels, staging / "catalog")
         n_rows = sum(n for _, _, n in counts_by_part)
         finalize_catalog(
             staging / "catalog",
@@ -501,6 +603,7 @@ def ingest(
                 **(properties or {}),
             },
             partition_rows={(o, p): n for o, p, n in counts_by_part},
+            partition_files={(o, p): records.get(f"{o}/{p}", {}) for o, p, _ in counts_by_part},
         )
     except InputError:
         shutil.rmtree(staging, ignore_errors=True)
@@ -514,6 +617,15 @@ def ingest(
         time.perf_counter() - t0,
     )
     return Catalog.open(out)
+
+
+def _set_aside(out: Path) -> None:
+    """Remove a damaged catalogue before it is made again (renamed first, so a reader never
+    sees half of it)."""
+    aside = out.with_name(f".{out.name}.damaged.tmp")
+    remove_tree(aside)
+    os.replace(out, aside)
+    remove_tree(aside)
 
 
 def _check_unique(ids: np.ndarray, pixels: list[tuple[int, int]], root: Path) -> None:

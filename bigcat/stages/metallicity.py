@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +35,13 @@ import pandas as pd
 from distributed import Client
 
 from bigcat import __version__
+from bigcat.analysis.stats import robust_scatter
 from bigcat.astrometry.galactocentric import (
     GALACTOCENTRIC_COLUMNS,
     frame_parameters,
     galactocentric_columns,
 )
+from bigcat.atomic import write_json_atomic, write_parquet_atomic
 from bigcat.catalog.sampling import unit_hash
 from bigcat.catalog.skymap import feh_histogram
 from bigcat.catalog.store import Catalog
@@ -239,14 +240,6 @@ def train_feh_model(table: pd.DataFrame, config: TrainConfig, c_weight: float) -
     return train_network(
         X, y, e, list(FEATURES), config, weight=w, X_val=Xv, y_val=yv, y_err_val=ev, weight_val=wv
     )
-
-
-def robust_scatter(x: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation (NaN for fewer than 2 values)."""
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
 def validation_products(val: pd.DataFrame, edges: np.ndarray = VALIDATION_EDGES) -> dict:
@@ -473,15 +466,11 @@ def table2(summaries: Sequence[dict]) -> list[dict]:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    os.replace(tmp, path)
+    write_json_atomic(data, path, indent=1, default=float)
 
 
 def _atomic_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_parquet_atomic(df, path)
 
 
 def load_model_if_current(

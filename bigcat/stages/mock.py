@@ -9,7 +9,7 @@ chunk, each written atomically)::
     OUT/apogee.parquet/part-00000.parquet       APOGEE allStar names
     OUT/lamost.parquet/part-00000.parquet       LAMOST DR6 names
     OUT/gaia_source.parquet/part-00000.parquet  the same stars as the surveys' own tables
-    OUT/tmass_psc.parquet/part-00000.parquet    (bigcat/mock/surveys.py), the input of
+    OUT/tmass_psc.parquet/part-00000.parquet    (bigcat/synthetic/surveys.py), the input of
     OUT/unwise.parquet/part-00000.parquet       `bigcat crossmatch`
     OUT/crossmatch_truth.parquet/part-00000.parquet  source_id -> true 2MASS / unWISE ids
     OUT/truth.json                              every injected value
@@ -20,18 +20,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from distributed import Client
 
 from bigcat import __version__
+from bigcat.atomic import write_json_atomic
 from bigcat.catalog.store import file_fingerprint, write_frame_atomic
 from bigcat.errors import InputError
-from bigcat.mock import simulate_chunk, truth_summary
-from bigcat.mock.params import MockParams
-from bigcat.mock.surveys import simulate_surveys
+from bigcat.runlock import output_lock
 from bigcat.stages.tasks import run_tasks
+from bigcat.synthetic import simulate_chunk, truth_summary
+from bigcat.synthetic.params import MockParams
+from bigcat.synthetic.surveys import simulate_surveys
 
 #: The chunk's tables: simulate_chunk's four, then the surveys' own tables of the same stars
 #: (the inputs of `bigcat crossmatch`) and their true pairing (simulate_surveys).
@@ -83,6 +84,20 @@ def make_mock(
         "version": __version__,
     }
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
+    with output_lock(out, "bigcat mock"):
+        return _make_mock_locked(client, params, n_rows, out, chunk_rows, settings, fingerprint)
+
+
+def _make_mock_locked(
+    client: Client,
+    params: MockParams,
+    n_rows: int,
+    out: Path,
+    chunk_rows: int,
+    settings: dict,
+    fingerprint: str,
+) -> dict:
+    """:func:`make_mock` under the lock of ``out``."""
     stamp = out / ".bigcat-mock.json"
     if out.exists() and any(out.iterdir()):
         old = json.loads(stamp.read_text()).get("fingerprint") if stamp.exists() else None
@@ -92,7 +107,7 @@ def make_mock(
                 "does not overwrite it: choose another --out, or delete it first."
             )
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": fingerprint, **settings}, default=str))
+    write_json_atomic({"fingerprint": fingerprint, **settings}, stamp, default=str)
     starts = list(range(0, n_rows, chunk_rows))
     tasks = [
         (f"mock-chunk{i:05d}", (params, i, min(chunk_rows, n_rows - s), str(out), fingerprint))
@@ -108,7 +123,5 @@ def make_mock(
             "bigcat_version": __version__,
         }
     )
-    tmp = out / "truth.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out / "truth.json")
+    write_json_atomic(summary, out / "truth.json", indent=2, sort_keys=True, default=str)
     return summary

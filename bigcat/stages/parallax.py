@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,7 @@ from bigcat.astrometry import (
     combine_parallaxes_with_outliers,
     parallax_from_pseudo_magnitude,
 )
+from bigcat.atomic import write_json_atomic
 from bigcat.catalog.healpix import HEALPIX29, first_index, pixel_at_order
 from bigcat.catalog.sampling import capped_sample, fair_pixel_cap, fold_of, unit_hash
 from bigcat.catalog.store import Catalog, read_table_checked
@@ -647,10 +647,7 @@ def calibrate_stage1(
         **settings,
     )
     cal.info["key"] = key
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cal.to_dict(), indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(cal.to_dict(), path, indent=1)
     logger.debug(
         "stage 1 sigma calibration: J0 edges %s, M_J edges %s, factors %s",
         cal.j0_edges,

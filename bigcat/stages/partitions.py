@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
+from bigcat.atomic import FSYNC, disk_full_as_error, replace_file, temporary_path
 from bigcat.catalog.store import (
+    BIGCAT_PROPERTIES,
     FINGERPRINT_KEY,
-    FSYNC,
     ROW_GROUP_ROWS,
     Catalog,
-    disk_full_as_error,
+    check_file_record,
+    file_record,
     finalize_catalog,
     iter_table_pieces,
     parquet_write_options,
     partition_path,
-    temporary_path,
     with_fingerprint,
     write_table_atomic,
 )
@@ -59,11 +59,34 @@ def _finished_summary(path: Path, fingerprint: str) -> dict | None:
     """
     try:
         meta = pq.read_metadata(path).metadata or {}
-    except (OSError, pa.ArrowInvalid):
+    except (OSError, pa.ArrowException):
         return None
     if meta.get(FINGERPRINT_KEY, b"").decode() != fingerprint or SUMMARY_KEY not in meta:
         return None
     return json.loads(meta[SUMMARY_KEY])
+
+
+def reusable_partition(
+    path: Path, fingerprint: str, record: dict | None
+) -> tuple[dict | None, dict | None, str | None]:
+    """Whether an existing output partition may be reused: ``(summary, file record, why not)``.
+
+    Reused when its footer is readable, its fingerprint is the current one and it matches the
+    record written with it (rows, bytes, sha256; from the catalogue's ``bigcat.json``); a file
+    without a record (its run was interrupted before the catalogue was finalised) is trusted
+    on its footer and recorded now. ``why not`` says what is wrong with a damaged file (None
+    for a file that is absent or simply made with other inputs or settings).
+    """
+    if not path.exists():
+        return None, None, None
+    summary = _finished_summary(path, fingerprint)
+    if summary is None:
+        problem = check_file_record(path, None)  # footer unreadable: truncated or corrupted
+        return None, None, problem
+    problem = check_file_record(path, record)
+    if problem is not None:
+        return None, None, problem
+    return summary, dict(record) if record else file_record(path, summary.get("rows", 0)), None
 
 
 def merge_summaries(parts: Sequence[dict]) -> dict:
@@ -107,20 +130,19 @@ class _PartitionWriter:
             self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
         self.summaries.append(summary)
 
-    def close(self) -> dict:
+    def close(self) -> tuple[dict, dict]:
+        """Finish the file and rename it into place: ``(summary, file record)``."""
         assert self.writer is not None
         summary = merge_summaries(self.summaries)
         try:
             self.writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary).encode()})
             with disk_full_as_error(self.path):
                 self.writer.close()
-            if FSYNC:
-                with open(self.tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
+            record = file_record(self.tmp, summary.get("rows", 0))
+            replace_file(self.tmp, self.path, fsync=FSYNC)
         finally:
             self.tmp.unlink(missing_ok=True)
-        return summary
+        return summary, record
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -132,6 +154,8 @@ def process_partition_group(
     pixels: list[tuple[int, int]],
     in_root: str,
     out_root: str,
+    records: dict[str, dict] | None = None,
+    *,
     kernel: Kernel,
     params: Any,
     summarise: Summariser,
@@ -140,8 +164,11 @@ def process_partition_group(
 ) -> list[dict]:
     """Task body: the kernel over a group of partitions, each written to its own file.
 
-    Partitions already written with ``fingerprint`` are skipped (their stored summaries are
-    returned with ``computed: False``). The others are read one at a time, row group by row
+    Partitions already written with ``fingerprint`` and whole (:func:`reusable_partition`,
+    against ``records``: ``"order/pixel"`` -> the file record from the last finalised
+    output) are skipped (their stored summaries are returned with ``computed: False``); a
+    damaged one is recomputed and its summary says why (``repaired``). Each summary carries
+    its file's record (``file``). The others are read one at a time, row group by row
     group, in pieces of at most ``chunk_rows`` rows
     (:func:`bigcat.catalog.store.iter_table_pieces`), and consecutive pieces (of one or
     several partitions) go through the kernel together, at most ``chunk_rows`` rows per call.
@@ -153,11 +180,18 @@ def process_partition_group(
     hint = f"It is a partition of the input catalogue {in_root}; rebuild it with `bigcat ingest`."
     results: dict[tuple[int, int], dict] = {}
     todo = []
+    records = records or {}
+    repaired: dict[tuple[int, int], str] = {}
     for order, pixel in pixels:
-        done = _finished_summary(partition_path(out_root, order, pixel), fingerprint)
+        path = partition_path(out_root, order, pixel)
+        done, record, problem = reusable_partition(
+            path, fingerprint, records.get(f"{order}/{pixel}")
+        )
         if done is not None:
-            results[(order, pixel)] = {**done, "computed": False}
+            results[(order, pixel)] = {**done, "computed": False, "file": record}
         else:
+            if problem is not None:
+                repaired[(order, pixel)] = f"{path}: {problem}"
             todo.append((order, pixel))
     chunk_rows = max(int(chunk_rows), 1)
     writers: dict[tuple[int, int], _PartitionWriter] = {}
@@ -181,14 +215,15 @@ def process_partition_group(
                 meta = dict(part.schema.metadata or {})
                 meta[SUMMARY_KEY] = json.dumps(summary).encode()
                 path = partition_path(out_root, *key)
-                write_table_atomic(part.replace_schema_metadata(meta), path, fingerprint)
-                results[key] = {**summary, "computed": True}
+                record = write_table_atomic(part.replace_schema_metadata(meta), path, fingerprint)
+                results[key] = {**summary, "computed": True, "file": record}
                 continue
             if key not in writers:
                 writers[key] = _PartitionWriter(partition_path(out_root, *key), fingerprint)
             writers[key].write(part, summary)
             if last:
-                results[key] = {**writers.pop(key).close(), "computed": True}
+                summary, record = writers.pop(key).close()
+                results[key] = {**summary, "computed": True, "file": record}
         batch.clear()
 
     try:
@@ -206,6 +241,8 @@ def process_partition_group(
     finally:
         for writer in writers.values():  # only after an error: partitions left unfinished
             writer.abort()
+    for key, why in repaired.items():
+        results[key]["repaired"] = why
     return [{"order": o, "pixel": p, **results[(o, p)]} for o, p in pixels]
 
 
@@ -240,10 +277,18 @@ def map_partitions_to_files(
     summaries of each task's partitions as the task finishes (reused ones included).
     """
     out_root.mkdir(parents=True, exist_ok=True)
-    for marker in ("partition_info.csv", "properties", "hats.properties", "bigcat.json"):
+    records = recorded_files(out_root)
+    for marker in ("partition_info.csv", "properties", "hats.properties", BIGCAT_PROPERTIES):
         (out_root / marker).unlink(missing_ok=True)
     groups = group_partitions(catalog, target_task_rows)
-    tasks = [(f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(out_root))) for g in groups]
+
+    def _group_records(group: list[tuple[int, int]]) -> dict[str, dict]:
+        return {k: records[k] for o, p in group if (k := f"{o}/{p}") in records}
+
+    tasks = [
+        (f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(out_root), _group_records(g)))
+        for g in groups
+    ]
     if on_done is not None:
         on_done([{"order": o, "pixel": p, "planned": True} for g in groups for o, p in g])
     results = run_tasks(
@@ -258,6 +303,11 @@ def map_partitions_to_files(
         chunk_rows=target_task_rows,
         on_done=on_done,
     )
+    summaries = [s for group in results for s in group]
+    for s in summaries:
+        why = s.pop("repaired", None)
+        if why:
+            logger.warning("%s; recomputed it (stage %s).", why, stage)
     # Plain path comparison (both sides are built from out_root): resolving 12,288 paths
     # took 4 s, serially, in every stage.
     keep = {str(partition_path(out_root, o, p)) for o, p in catalog.pixels}
@@ -265,7 +315,18 @@ def map_partitions_to_files(
         if str(stale) not in keep:
             logger.info("Removing %s: no such partition in the input.", stale)
             stale.unlink()
-    return [s for group in results for s in group]
+    return summaries
+
+
+def recorded_files(root: Path) -> dict[str, dict]:
+    """The file records (``"order/pixel"`` -> rows, bytes, sha256) of the catalogue last
+    finalised at ``root`` (empty if none, or unreadable)."""
+    try:
+        props = json.loads((Path(root) / BIGCAT_PROPERTIES).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = props.get("partition_files") if isinstance(props, dict) else None
+    return files if isinstance(files, dict) else {}
 
 
 def stage_fingerprint(catalog: Catalog, **parts: Any) -> str:
@@ -311,4 +372,5 @@ def finalize_stage_output(
         {"kind": "processed", **properties},
         partition_rows={(s["order"], s["pixel"]): s["rows"] for s in summaries},
         parquet_metadata=parquet_metadata,
+        partition_files={(s["order"], s["pixel"]): s.get("file") or {} for s in summaries},
     )

@@ -1,4 +1,5 @@
-"""The two-component velocity mixture (paper eqs 12-14): likelihood, priors, parameterisation."""
+"""The two-component velocity mixture (paper eqs 12-14): likelihood, priors, parameterisation,
+the EM and Laplace fits (``mixture_fit``) and the simulators (``mixture_sim``)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import pytest
 from scipy import integrate, stats
 
 from bigcat.analysis import mixture as mx
+from bigcat.analysis import mixture_fit as mf
+from bigcat.analysis import mixture_sim as sim
 from bigcat.errors import ConfigError, InputError
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    err = mx.random_error_covariances(n, rng)
-    covs = np.stack([mx.tilted_covariance((120, 85, 80), -20.0), 140.0**2 * np.eye(3)])
-    v, _ = mx.sample_mixture(0.75, [[10, -50, 0], [0, 0, 0]], covs, err, rng)
+    err = sim.random_error_covariances(n, rng)
+    covs = np.stack([sim.tilted_covariance((120, 85, 80), -20.0), 140.0**2 * np.eye(3)])
+    v, _ = sim.sample_mixture(0.75, [[10, -50, 0], [0, 0, 0]], covs, err, rng)
     return v, err
 
 
@@ -101,7 +104,7 @@ def test_covariances_positive_definite_for_random_vectors() -> None:
     c = 1 / np.cosh(edge)
     assert np.all(c[:, 0] ** 2 * c[:, 1] ** 2 * c[:, 2] ** 2 > 0)
     big = mx.covariance_from_unconstrained(rng.uniform(0, math.log(1000), (5000, 3)), edge)
-    np.linalg.cholesky(big + mx.random_error_covariances(5000, rng))
+    np.linalg.cholesky(big + sim.random_error_covariances(5000, rng))
     theta = np.concatenate(
         [rng.normal(0, 3, (5000, 7)), np.concatenate([ln_sig, cpc], -1).reshape(5000, 12)], 1
     )
@@ -123,7 +126,7 @@ def test_pack_unpack_round_trip(variant: str) -> None:
 
 
 def test_pack_physical_round_trip_and_bad_weight() -> None:
-    covs = np.stack([mx.tilted_covariance((120, 85, 80), -20.0), np.diag([150.0, 140, 130]) ** 2])
+    covs = np.stack([sim.tilted_covariance((120, 85, 80), -20.0), np.diag([150.0, 140, 130]) ** 2])
     means = np.array([[10.0, -50.0, 3.0], [0.0, 1.0, 2.0]])
     st = mx.unpack(mx.pack(0.7, means, covs, "fitted"), "fitted")
     assert st.weight[0] == pytest.approx(0.7)
@@ -218,7 +221,7 @@ def test_vertex_angle_hand_worked(cov: list[list[float]], expected: float) -> No
 
 def test_vertex_angle_of_tilted_ellipsoids() -> None:
     angles = np.array([-44.0, -20.0, -5.0, 0.0, 12.5, 44.0])
-    covs = np.stack([mx.tilted_covariance((120, 85, 80), a) for a in angles])
+    covs = np.stack([sim.tilted_covariance((120, 85, 80), a) for a in angles])
     np.testing.assert_allclose(mx.vertex_angle_deg(covs), angles, atol=1e-10)
     # The major axis lies along the direction at the vertex angle.
     evals, evecs = np.linalg.eigh(covs[1, :2, :2])
@@ -247,7 +250,7 @@ def test_error_covariance_and_sampler_of_mixture() -> None:
     n = 40_000
     err = np.broadcast_to(np.diag([10.0, 20.0, 30.0]) ** 2, (n, 3, 3))
     covs = np.stack([np.diag([50.0, 40.0, 30.0]) ** 2, 200.0**2 * np.eye(3)])
-    v, major = mx.sample_mixture(0.8, [[5, 6, 7], [0, 0, 0]], covs, err, rng)
+    v, major = sim.sample_mixture(0.8, [[5, 6, 7], [0, 0, 0]], covs, err, rng)
     assert major.dtype == bool and major.mean() == pytest.approx(0.8, abs=0.01)
     np.testing.assert_allclose(v[major].mean(0), [5, 6, 7], atol=1.5)
     np.testing.assert_allclose(np.cov(v[major].T), covs[0] + err[0], rtol=0.05, atol=60)
@@ -257,7 +260,7 @@ def test_initial_theta_has_finite_posterior() -> None:
     v, err = _data(500, seed=12)
     for variant in ("fitted", "zeroed"):
         post = mx.MixturePosterior(v, err, variant)
-        t0 = mx.initial_theta(v, err, variant)
+        t0 = mf.initial_theta(v, err, variant)
         assert t0.shape == (post.ndim,) and np.isfinite(post(t0)[0])
         st = mx.unpack(t0, variant)
         assert st.weight[0] == pytest.approx(0.8)
@@ -328,11 +331,11 @@ def test_em_deconvolution_recovers_injected_mixture(variant: str) -> None:
     estimate's sampling scatter); its likelihood beats the moment start and equals
     ``log_likelihood`` at the returned vector."""
     rng = np.random.default_rng(40)
-    err = mx.random_error_covariances(8000, rng)
-    major = mx.tilted_covariance((120, 85, 80), -20.0)
+    err = sim.random_error_covariances(8000, rng)
+    major = sim.tilted_covariance((120, 85, 80), -20.0)
     means = [[10, -50, 0], [0, 40, 0]] if variant == "fitted" else np.zeros((2, 3))
-    v, _ = mx.sample_mixture(0.75, means, np.stack([major, 170.0**2 * np.eye(3)]), err, rng)
-    res = mx.em_deconvolve(v, err, variant)
+    v, _ = sim.sample_mixture(0.75, means, np.stack([major, 170.0**2 * np.eye(3)]), err, rng)
+    res = mf.em_deconvolve(v, err, variant)
     st = mx.unpack(res.theta, variant)
     assert res.converged and res.n_iter < 200
     assert st.weight[0] == pytest.approx(0.75, abs=0.06)
@@ -342,7 +345,7 @@ def test_em_deconvolution_recovers_injected_mixture(variant: str) -> None:
         np.testing.assert_allclose(st.means[0, 0], [10, -50, 0], atol=10)
     ll = mx.log_likelihood(st, v, err)[0]
     assert ll == pytest.approx(res.log_likelihood, abs=1e-3 * len(v))
-    start = mx.unpack(mx.initial_theta(v, err, variant), variant)
+    start = mx.unpack(mf.initial_theta(v, err, variant), variant)
     assert res.log_likelihood > mx.log_likelihood(start, v, err)[0] + 10
 
 
@@ -357,10 +360,10 @@ def test_laplace_ball_matches_gaussian_and_refuses_non_concave() -> None:
         d = t - centre
         return -0.5 * np.einsum("ni,ij,nj->n", d, prec, d)
 
-    draws = mx.laplace_ball(centre, gauss, 20000, rng, max_scale=100.0)
+    draws = mf.laplace_ball(centre, gauss, 20000, rng, max_scale=100.0)
     assert draws is not None and draws.shape == (20000, 4)
     np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.05 * np.abs(cov).max())
-    capped = mx.laplace_ball(centre, gauss, 20000, rng, max_scale=0.1)
+    capped = mf.laplace_ball(centre, gauss, 20000, rng, max_scale=0.1)
     assert capped is not None and np.std(capped, axis=0).max() < 0.11
-    assert mx.laplace_ball(centre, lambda t: -gauss(t), 10, rng) is None  # a minimum
-    assert mx.laplace_ball(centre, lambda t: np.full(len(t), -np.inf), 10, rng) is None
+    assert mf.laplace_ball(centre, lambda t: -gauss(t), 10, rng) is None  # a minimum
+    assert mf.laplace_ball(centre, lambda t: np.full(len(t), -np.inf), 10, rng) is None

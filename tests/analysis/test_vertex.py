@@ -13,7 +13,11 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from bigcat.analysis import vertex as vx
-from bigcat.analysis.mixture import random_error_covariances, sample_mixture, tilted_covariance
+from bigcat.analysis.mixture_sim import (
+    random_error_covariances,
+    sample_mixture,
+    tilted_covariance,
+)
 from bigcat.errors import ConfigError, InputError
 
 #: Short chains for tests (the minimum walker count for 19 parameters is 38).

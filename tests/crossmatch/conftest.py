@@ -10,8 +10,8 @@ import pytest
 
 from bigcat.catalog.crossmatch import mag_to_flux, propagate, year_to_jd
 from bigcat.catalog.healpix import healpix29, pixel_at_order
-from bigcat.mock import MockParams, simulate_chunk
-from bigcat.mock.surveys import (
+from bigcat.synthetic import MockParams, simulate_chunk
+from bigcat.synthetic.surveys import (
     GAIA_TABLE_COLUMNS,
     TMASS_TABLE_COLUMNS,
     UNWISE_TABLE_COLUMNS,

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 from bigcat.catalog.store import Catalog
 from bigcat.cli import cli
-from bigcat.mock import MockParams
 from bigcat.pipeline import check_catalog_layout
 from bigcat.schema import CROSSMATCH_COLUMNS, INPUT_COLUMNS
 from bigcat.stages.mock import make_mock
+from bigcat.synthetic import MockParams
 
 ROWS = 3_000
 

@@ -12,8 +12,8 @@ import pytest
 from bigcat.analysis.vertex import VertexParams
 from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config, Stage2Config
 from bigcat.dashboard import skymap_link
-from bigcat.mock import MockParams
 from bigcat.pipeline import process_with_client
+from bigcat.synthetic import MockParams
 
 pytestmark = pytest.mark.slow
 

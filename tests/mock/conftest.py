@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bigcat.mock import MockChunk, MockParams, simulate_chunk
+from bigcat.synthetic import MockChunk, MockParams, simulate_chunk
 
 N_ROWS = 20_000
 

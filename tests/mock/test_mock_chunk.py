@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigcat.mock import MockChunk, MockParams, simulate_chunk, truth_summary
-from bigcat.mock.survey import INT_COLUMNS
 from bigcat.schema import APOGEE_COLUMNS, BANDS, INPUT_COLUMNS, LAMOST_COLUMNS, TRUTH_PREFIX
+from bigcat.synthetic import MockChunk, MockParams, simulate_chunk, truth_summary
+from bigcat.synthetic.survey import INT_COLUMNS
 
 from .conftest import N_ROWS
 

@@ -12,10 +12,10 @@ import pytest
 
 from bigcat.config import load_config
 from bigcat.errors import ConfigError
-from bigcat.mock import GALAXIES, MockChunk, MockParams, galaxy, simulate_chunk, stars
-from bigcat.mock.extinction import EXTINCTION_LAWS
-from bigcat.mock.observe import EXTINCTION_RATIOS
 from bigcat.schema import BANDS
+from bigcat.synthetic import GALAXIES, MockChunk, MockParams, galaxy, simulate_chunk, stars
+from bigcat.synthetic.extinction import EXTINCTION_LAWS
+from bigcat.synthetic.observe import EXTINCTION_RATIOS
 
 VALIDATION = [name for name in GALAXIES if name != "default"]
 N_ROWS = 20_000

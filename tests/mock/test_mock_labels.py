@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bigcat.mock import MockChunk, MockParams, simulate_chunk
-from bigcat.mock.labels import apogee_ids
+from bigcat.synthetic import MockChunk, MockParams, simulate_chunk
+from bigcat.synthetic.labels import apogee_ids
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bigcat.astrometry import frames
-from bigcat.mock import MockChunk, MockParams, galaxy, observe, stars
+from bigcat.synthetic import MockChunk, MockParams, galaxy, observe, stars
 
 
 def test_parallax_error_vs_g(chunk0: MockChunk) -> None:

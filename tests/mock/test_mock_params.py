@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from bigcat.mock import MockParams
+from bigcat.synthetic import MockParams
 
 
 def test_defaults_are_the_brief() -> None:

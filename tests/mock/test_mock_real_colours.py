@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigcat.mock import MockChunk
-from bigcat.mock.observe import EXTINCTION_RATIOS
+from bigcat.synthetic import MockChunk
+from bigcat.synthetic.observe import EXTINCTION_RATIOS
 
 REAL = Path("/work/shared/data/real/green2020_test_data_small.h5")
 BAND_INDEX = {"g": 0, "bp": 1, "rp": 2, "j": 8, "h": 9, "ks": 10, "w1": 11, "w2": 12}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bigcat.mock import MockChunk, MockParams, simulate_chunk, stars
-from bigcat.mock.galaxy import vertex_angle_deg
+from bigcat.synthetic import MockChunk, MockParams, simulate_chunk, stars
+from bigcat.synthetic.galaxy import vertex_angle_deg
 
 
 @pytest.fixture(scope="module")

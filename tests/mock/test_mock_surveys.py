@@ -1,4 +1,4 @@
-"""The mock's survey tables (bigcat/mock/surveys.py): columns, epochs, noise, pairing, seeding."""
+"""The mock's survey tables (bigcat/synthetic/surveys.py): columns, epochs, noise, pairing, seeding."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from bigcat.catalog.crossmatch import flux_to_mag, jd_to_year, propagate, separation_arcsec
-from bigcat.mock import MockChunk, MockParams, simulate_chunk
-from bigcat.mock.surveys import (
+from bigcat.synthetic import MockChunk, MockParams, simulate_chunk
+from bigcat.synthetic.surveys import (
     GAIA_TABLE_COLUMNS,
     TMASS_TABLE_COLUMNS,
     TRUTH_COLUMNS,

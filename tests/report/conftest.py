@@ -18,8 +18,8 @@ import pytest
 
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config
-from bigcat.mock import MockParams
 from bigcat.pipeline import process_with_client
+from bigcat.synthetic import MockParams
 
 ROWS = 4_000
 CONFIG = Config(

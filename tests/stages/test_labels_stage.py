@@ -10,10 +10,10 @@ from astropy.table import Table
 from bigcat.catalog.healpix import healpix29, pixel_at_order
 from bigcat.catalog.store import Catalog, finalize_catalog, partition_path, write_frame_atomic
 from bigcat.errors import CatalogError, ConfigError, InputError
-from bigcat.mock import MockParams, simulate_chunk
 from bigcat.photometry import run_photometry
 from bigcat.schema import APOGEE_COLUMNS, LAMOST_COLUMNS
 from bigcat.stages.labels import BASE_COLUMNS, TG_LABEL_COLUMNS, match_labels
+from bigcat.synthetic import MockParams, simulate_chunk
 
 ROWS = 4000
 PARAMS = MockParams(

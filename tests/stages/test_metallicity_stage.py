@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bigcat.analysis.stats import robust_scatter
 from bigcat.astrometry.galactocentric import GALACTOCENTRIC_COLUMNS
 from bigcat.nn.fit import TrainConfig
 from bigcat.stages.metallicity import (
@@ -14,7 +15,6 @@ from bigcat.stages.metallicity import (
     final_kernel,
     predict_feh,
     prepare_training_table,
-    robust_scatter,
     sigma_scale_from_validation,
     table2,
     table2_counts,
@@ -46,12 +46,6 @@ def test_validation_split_is_seeded_hash_of_source_id():
     np.testing.assert_array_equal(validation_mask(ids[perm], 0.15, 42), m[perm])
     # another seed gives another split
     assert (validation_mask(ids, 0.15, seed=43) != m).mean() > 0.2
-
-
-def test_robust_scatter_of_gaussian():
-    x = np.random.default_rng(1).normal(0.0, 0.2, 100_000)
-    assert robust_scatter(x) == pytest.approx(0.2, rel=0.02)
-    assert np.isnan(robust_scatter(np.array([1.0])))
 
 
 def test_validation_products_by_hand():

@@ -11,9 +11,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from bigcat.errors import InputError
-from bigcat.mock import MockParams
 from bigcat.schema import APOGEE_COLUMNS, INPUT_COLUMNS, LAMOST_COLUMNS
 from bigcat.stages.mock import make_mock
+from bigcat.synthetic import MockParams
 
 
 def _read(path) -> pd.DataFrame:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from bigcat.catalog.sampling import fold_of
-from bigcat.mock import MockParams, simulate_chunk
 from bigcat.nn.fit import TrainConfig, train_network
 from bigcat.photometry import run_photometry
 from bigcat.schema import COLOUR_FEATURE_COLUMNS
@@ -26,6 +25,7 @@ from bigcat.stages.parallax import (
     stage1_kernel,
     untruncated_rows,
 )
+from bigcat.synthetic import MockParams, simulate_chunk
 
 
 @pytest.fixture(scope="module")

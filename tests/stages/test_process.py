@@ -16,12 +16,12 @@ from distributed import Client, LocalCluster
 from bigcat.analysis.vertex import VertexParams
 from bigcat.catalog.store import Catalog
 from bigcat.config import Config, IngestConfig, ProcessConfig, Stage1Config, Stage2Config
-from bigcat.mock import MockParams
 from bigcat.photometry import PHOTOMETRY_OUTPUT_COLUMNS
 from bigcat.photometry.params import PhotometryParams
 from bigcat.pipeline import process_with_client
 from bigcat.schema import INPUT_COLUMNS
 from bigcat.stages.analyze import run_gradient
+from bigcat.synthetic import MockParams
 
 #: end-to-end runs of the whole pipeline: behind the slow marker (CI runs them)
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from bigcat.astrometry.frames import GALCEN_DISTANCE_KPC
-from bigcat.mock.params import MockParams
+from bigcat.synthetic.params import MockParams
 
 FEH_MIN, FEH_MAX = -2.7, 0.7
 _DISCS = ("thin_disc", "thick_disc")

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from bigcat.astrometry import frames
-from bigcat.mock import galaxy, observe, stars
-from bigcat.mock.extinction import EXTINCTION_LAWS, a_ks_over_e_h_w2
-from bigcat.mock.galaxies import GALAXIES
-from bigcat.mock.labels import make_labels
-from bigcat.mock.params import POPULATIONS, MockParams
-from bigcat.mock.survey import MAX_CHUNK, MAX_ROWS, simulate_rows
+from bigcat.synthetic import galaxy, observe, stars
+from bigcat.synthetic.extinction import EXTINCTION_LAWS, a_ks_over_e_h_w2
+from bigcat.synthetic.galaxies import GALAXIES
+from bigcat.synthetic.labels import make_labels
+from bigcat.synthetic.params import POPULATIONS, MockParams
+from bigcat.synthetic.survey import MAX_CHUNK, MAX_ROWS, simulate_rows
 
 __all__ = [
     "EXTINCTION_LAWS",

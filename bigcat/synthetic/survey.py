@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from bigcat.astrometry import frames
-from bigcat.mock import galaxy, observe, stars
-from bigcat.mock.params import POPULATIONS, MockParams
 from bigcat.schema import BANDS, INPUT_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
+from bigcat.synthetic import galaxy, observe, stars
+from bigcat.synthetic.params import POPULATIONS, MockParams
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _fill_cell(
 def simulate_rows(
     params: MockParams, chunk: int, n_rows: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.random.Generator]:
-    """Photometric and truth frames of one chunk (see ``bigcat.mock.simulate_chunk``)."""
+    """Photometric and truth frames of one chunk (see ``bigcat.synthetic.simulate_chunk``)."""
     if not 0 <= chunk < MAX_CHUNK:
         raise ValueError(f"chunk must lie in [0, {MAX_CHUNK}), got {chunk}")
     if not 0 < n_rows < MAX_ROWS:

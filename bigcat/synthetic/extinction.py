@@ -1,8 +1,8 @@
 """Extinction laws of the mock: A_band / A_V in the eight survey bands, by name.
 
-``MockParams.extinction_law`` picks one; ``bigcat.mock.observe`` applies it to the
+``MockParams.extinction_law`` picks one; ``bigcat.synthetic.observe`` applies it to the
 line-of-sight A_V. Every law gives all of ``schema.BANDS`` (BP, G, RP, J, H, Ks, W1, W2).
-No dependencies, so ``bigcat.mock.params`` can validate the name.
+No dependencies, so ``bigcat.synthetic.params`` can validate the name.
 
 Laws
 ----

@@ -5,7 +5,7 @@ structural, population and observing property of the simulated Galaxy (disc, hal
 shapes, [Fe/H] distributions, bulge kinematics, the giant luminosity function, the
 extinction law, the spectroscopic selections), so a run is reproduced from ``MockParams``
 alone and ``truth_summary`` can report it. The defaults are the default Galaxy; named
-validation Galaxies (``bigcat.mock.galaxies.GALAXIES``) override some of them.
+validation Galaxies (``bigcat.synthetic.galaxies.GALAXIES``) override some of them.
 
 Precedence for a named Galaxy: ``MockParams.for_galaxy(name, **explicit)`` and
 ``MockParams.from_dict({"galaxy": name, **explicit})`` start from the defaults, apply the
@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from bigcat.mock.extinction import EXTINCTION_LAWS
-from bigcat.mock.galaxies import GALAXIES
+from bigcat.synthetic.extinction import EXTINCTION_LAWS
+from bigcat.synthetic.galaxies import GALAXIES
 
 #: Population names, in the order used for the fraction fields and the truth column.
 POPULATIONS: tuple[str, ...] = ("thin_disc", "thick_disc", "halo", "bulge")
@@ -52,7 +52,7 @@ class MockParams:
     """Settings of the synthetic survey; defaults follow Fallows & Sanders and the brief.
 
     Flat scalar fields only (TOML ``[mock]`` keys), frozen and hashable. The defaults are
-    the *default* Galaxy; ``bigcat.mock.galaxies.GALAXIES`` names validation Galaxies.
+    the *default* Galaxy; ``bigcat.synthetic.galaxies.GALAXIES`` names validation Galaxies.
 
     Attributes
     ----------
@@ -117,7 +117,7 @@ class MockParams:
         Mean giant mass per population (Msun; sigmas 0.3, 0.1, 0.05, 0.15, clipped to
         [0.7, 2.5]).
     extinction_law : str
-        Key of ``bigcat.mock.extinction.EXTINCTION_LAWS``: A_band / A_V of every band.
+        Key of ``bigcat.synthetic.extinction.EXTINCTION_LAWS``: A_band / A_V of every band.
     dust_av_per_kpc : float
         In-plane dust extinction A_V per kpc at the Solar radius (mag/kpc).
     dust_scale_length_kpc, dust_scale_height_kpc : float

@@ -15,8 +15,8 @@ from functools import lru_cache
 import numpy as np
 
 from bigcat.astrometry.frames import GALCEN_DISTANCE_KPC, sun_position_kpc
-from bigcat.mock.extinction import DEFAULT_EXTINCTION_LAW, EXTINCTION_LAWS
-from bigcat.mock.params import MockParams
+from bigcat.synthetic.extinction import DEFAULT_EXTINCTION_LAW, EXTINCTION_LAWS
+from bigcat.synthetic.params import MockParams
 
 #: The default Galaxy's law, Wang & Chen (2019) A_band / A_V (also the ratios the pipeline
 #: assumes). The simulation reads ``extinction_ratios(params)``.

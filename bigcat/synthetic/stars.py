@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigcat.mock.params import MockParams
 from bigcat.schema import BANDS
+from bigcat.synthetic.params import MockParams
 
 TEFF_SUN, LOGG_SUN, MBOL_SUN = 5772.0, 4.438, 4.74
 STAGES: tuple[str, ...] = ("dwarf", "rgb", "red_clump")

@@ -32,8 +32,6 @@ import numpy as np
 import pandas as pd
 
 from bigcat.catalog.crossmatch import mag_to_flux, propagate, year_to_jd
-from bigcat.mock import observe
-from bigcat.mock.params import MockParams
 from bigcat.schema import (
     GAIA_OPTIONAL_COLUMNS,
     GAIA_REQUIRED_COLUMNS,
@@ -41,6 +39,8 @@ from bigcat.schema import (
     TMASS_REQUIRED_COLUMNS,
     UNWISE_REQUIRED_COLUMNS,
 )
+from bigcat.synthetic import observe
+from bigcat.synthetic.params import MockParams
 
 #: Third element of the chunk's SeedSequence for this kernel's stream.
 SURVEY_STREAM = 1_907_213

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bigcat.mock.params import MockParams
 from bigcat.schema import APOGEE_COLUMNS, LAMOST_COLUMNS
+from bigcat.synthetic.params import MockParams
 
 _JITTER_ARCSEC = 0.1
 _MAX_JITTER_ARCSEC = 0.3
