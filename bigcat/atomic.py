@@ -204,3 +204,29 @@ def recover_directory(dest: str | Path) -> bool:
         os.replace(old, dest)
         return True
     return False
+
+
+def remove_temporaries(root: str | Path, keep: str = "") -> list[Path]:
+    """Remove every leftover of an interrupted write under ``root``: temporary files and
+    directories (:func:`is_temporary` names), after putting back a directory whose
+    :func:`replace_directory` was cut between its two renames. Only for a caller that holds
+    the lock of ``root`` (bigcat.runlock does it when a command is interrupted); names
+    containing ``keep`` (when given) are left alone. Returns the paths removed."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed: list[Path] = []
+    for path in sorted(root.rglob(".*"), key=lambda p: len(p.parts)):
+        if not is_temporary(path) or (keep and keep in path.name) or not os.path.lexists(path):
+            continue
+        old_suffix = f".old{TMP_SUFFIX}"
+        if path.name.endswith(old_suffix) and path.is_dir():
+            recover_directory(path.with_name(path.name[1 : -len(old_suffix)]))
+            if not path.exists():
+                continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

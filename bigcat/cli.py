@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -641,22 +643,89 @@ def _analysis_lines(result) -> list[str]:
     return lines
 
 
-def main() -> None:
-    """Entry point: bigcat's errors become a one-paragraph message and exit status 1."""
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) raised as an exception in the main thread, so that a
+    ``bigcat`` command unwinds as on Ctrl-C: ``finally`` blocks run, temporaries are removed,
+    the run lock is released (bigcat.runlock) and the cluster is shut down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: The signals turned into :class:`Stopped` while a command runs (SIGINT already raises
+#: KeyboardInterrupt).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    # a second stop signal while cleaning up ends the process at once (the default action)
+    signal.signal(signum, signal.SIG_DFL)
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Any:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`Stopped` in the main thread
+    (elsewhere, or for signals already ignored, nothing changes); the old handlers are put
+    back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in STOP_SIGNALS:
+        old = signal.getsignal(signum)
+        if old is signal.SIG_IGN:  # e.g. SIGHUP under nohup: keep ignoring it
+            continue
+        previous[signum] = old
+        signal.signal(signum, _raise_stopped)
     try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except BigcatError as exc:
-        click.echo(f"bigcat: error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; run the same command again to resume.", err=True)
-        sys.exit(130)
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def interrupted_message(exc: BaseException) -> tuple[str, int]:
+    """The line a stopped command ends with, and its exit status (128 + the signal)."""
+    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    what = (
+        "interrupted (Ctrl-C)"
+        if signum == signal.SIGINT
+        else f"stopped by {signal.Signals(signum).name}"
+    )
+    return (
+        f"bigcat: {what}; finished work is kept and nothing partial is left: run the same "
+        "command again to resume.",
+        128 + int(signum),
+    )
+
+
+def main() -> None:
+    """Entry point: bigcat's errors become a one-paragraph message and exit status 1; Ctrl-C,
+    SIGTERM and SIGHUP stop the command cleanly (one line, exit status 128 + the signal)."""
+    try:
+        with stop_signals_raise():
+            try:
+                cli.main(standalone_mode=False)
+            except click.exceptions.Abort as exc:
+                # click turns KeyboardInterrupt into Abort; the cause says which signal it was
+                if isinstance(exc.__cause__, KeyboardInterrupt):
+                    raise exc.__cause__ from None
+                click.echo("Aborted.", err=True)
+                sys.exit(130)
+            except click.ClickException as exc:
+                exc.show()
+                sys.exit(exc.exit_code)
+            except BigcatError as exc:
+                click.echo(f"bigcat: error: {exc}", err=True)
+                sys.exit(1)
+    except KeyboardInterrupt as exc:  # also Stopped; a second Ctrl-C during clean-up too
+        message, status = interrupted_message(exc)
+        click.echo(message, err=True)
+        sys.exit(status)
 
 
 # --------------------------------------------------------------------------------------------

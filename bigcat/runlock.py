@@ -197,19 +197,40 @@ def exclusive(
         with _mutex:
             held = _Held(lock_file, tuple(Path(p).absolute() for p in (what, *covers)), depth=1)
             _held[lock_file] = held
+    interrupted = False
     try:
         yield lock_file
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by the CLI
+        interrupted = True
+        raise
     finally:
         with _mutex:
             held.depth -= 1
             last = held.depth == 0
             if last:
                 _held.pop(lock_file, None)
+        if last and interrupted:
+            _remove_temporaries(held.covers)
         if last:
             holder = read_lock(lock_file)
             if holder and holder.get("pid") == os.getpid():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(lock_file)
+
+
+def _remove_temporaries(roots: tuple[Path, ...]) -> None:
+    """An interrupted command's temporary files, removed while its lock is still held (the
+    outermost lock is taken before the cluster starts, so its workers have stopped by now)."""
+    from bigcat.atomic import remove_temporaries
+
+    for root in roots:
+        try:
+            removed = remove_temporaries(root, keep=LOCK_NAME)  # others' lock attempts
+        except OSError as exc:  # best effort: the next run removes them under its lock
+            logger.info("%s: temporary files not removed (%s).", root, exc)
+            continue
+        if removed:
+            logger.info("%s: removed %d temporary files of interrupted writes.", root, len(removed))
 
 
 def run_dir_lock(

@@ -63,6 +63,7 @@ def test_mock_writes_the_surveys_own_tables(mock_dir):
     assert jd.min() > 2450600.0 and jd.max() < 2451960.0  # 1997-06 to 2001-02
 
 
+@pytest.mark.slow  # end to end (crossmatch of the whole small mock): run by .ci/run
 def test_cli_crossmatch_makes_a_catalogue_process_accepts(catalog, mock_dir):
     out, output = catalog
     line = output.strip().splitlines()[-1]

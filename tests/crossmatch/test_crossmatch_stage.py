@@ -207,6 +207,7 @@ def test_small_mock_pairs_against_truth(small_mock, tmp_path, client):
     assert (k.w1_flags[ok] == k.w1_flags_phot[ok]).all()
 
 
+@pytest.mark.slow  # end to end (crossmatch of the whole small mock): run by .ci/run
 def test_hats_inputs_give_the_same_catalogue(small_mock, tmp_path, client):
     import lsdb
 
