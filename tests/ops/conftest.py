@@ -125,6 +125,18 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+def start_process(cmd: list[str]) -> subprocess.Popen:
+    """Start ``cmd`` in its own session with the clean environment, stderr captured."""
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        start_new_session=True,
+    )
+
+
 def photometry_started(run_dir: Path) -> bool:
     log = run_dir / "run.log"
     return log.exists() and "stage photometry: started" in log.read_text()
@@ -345,6 +357,7 @@ def ops():
     return types.SimpleNamespace(
         cmd=bigcat_process_cmd,
         env=clean_env,
+        start=start_process,
         read_output=read_output,
         partition_files=partition_files,
         stage=stage_record,

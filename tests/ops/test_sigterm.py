@@ -21,14 +21,7 @@ def test_sigterm_mid_photometry_stops_cleanly_and_rerun_matches(
 ):
     out = tmp_path / "run"
     cmd = ops.cmd(ops_config, out)
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ops.env(),
-        start_new_session=True,
-    )
+    proc = ops.start(cmd)
     me = psutil.Process(proc.pid)
     family: list[psutil.Process] = []
     try:
