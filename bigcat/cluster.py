@@ -210,8 +210,33 @@ def dask_client(config: ClusterConfig) -> Iterator[Client]:
         warm_workers(client)
         yield client
     finally:
+        _close_quietly(client, cluster)
+
+
+def _quiet_distributed_logs() -> None:
+    """In a worker or nanny process about to be shut down: only critical records of
+    distributed and tornado (a worker's heartbeat racing the scheduler's close logs a
+    traceback, which is noise once bigcat has stopped)."""
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _close_quietly(client: Client, cluster: LocalCluster) -> None:
+    """Close an embedded cluster without its shutdown chatter on the terminal: the workers'
+    and nannies' distributed loggers are quieted first (best effort), this process's for
+    the duration of the close (restored after, for the next cluster of a notebook)."""
+    # (saved first: an embedded cluster's nannies live in this process)
+    saved = {name: logging.getLogger(name).level for name in ("distributed", "tornado")}
+    for nanny in (False, True):
+        with contextlib.suppress(Exception):
+            client.run(_quiet_distributed_logs, nanny=nanny, on_error="return")
+    _quiet_distributed_logs()
+    try:
         client.close()
         cluster.close()
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def dashboard_link(client: Client) -> str:

@@ -347,7 +347,9 @@ class Board:
                     self._push()
                 except Exception as exc:  # noqa: BLE001
                     self._failures += 1
-                    log = logger.warning if self._failures == 1 else logger.debug
+                    # (the last push of a run being stopped races the client's close)
+                    closing = stopping or getattr(self.client, "status", "running") != "running"
+                    log = logger.warning if self._failures == 1 and not closing else logger.debug
                     log("sky map: cannot update %s: %s", self.sink.where, exc)
             if stopping or getattr(self.client, "status", "running") in ("closed", "closing"):
                 return

@@ -527,66 +527,54 @@ def point_errors(rows: pd.DataFrame, star: np.ndarray) -> np.ndarray:
     return rows[col].to_numpy(np.float64)[star]
 
 
-def deconvolved_median(values: np.ndarray, errors: np.ndarray, n_components: int = 2) -> float:
-    """Median of the [Fe/H] distribution behind noisy ``values`` with Gaussian ``errors``
-    (extreme deconvolution in one dimension: a mixture of ``n_components`` Gaussians fitted
-    by EM with per-star errors, Bovy et al. 2011), for the additive-noise error model."""
-    from scipy.special import ndtr
-
-    x = np.asarray(values, dtype=np.float64)
-    e = np.asarray(errors, dtype=np.float64)
-    k = n_components
-    w = np.full(k, 1.0 / k)
-    mu = np.quantile(x, (np.arange(k) + 0.5) / k)
-    s2 = np.full(k, max(float(np.var(x)), 1e-4) / k)
-    for _ in range(200):
-        v = s2[None, :] + e[:, None] ** 2
-        lp = np.log(w)[None, :] - 0.5 * ((x[:, None] - mu[None, :]) ** 2 / v + np.log(v))
-        lp -= lp.max(axis=1, keepdims=True)
-        r = np.exp(lp)
-        r /= r.sum(axis=1, keepdims=True)
-        b = mu[None, :] + s2[None, :] / v * (x[:, None] - mu[None, :])
-        big_b = s2[None, :] - s2[None, :] ** 2 / v
-        nk = np.maximum(r.sum(axis=0), 1e-12)
-        w = nk / len(x)
-        mu = (r * b).sum(axis=0) / nk
-        s2 = np.maximum((r * ((b - mu[None, :]) ** 2 + big_b)).sum(axis=0) / nk, 1e-4)
-    lo, hi = -5.0, 3.0
-    sd = np.sqrt(s2)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if (w * ndtr((mid - mu) / sd)).sum() < 0.5 else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-def forward_model_median(
+def grid_deconvolved_median(
     values: np.ndarray,
     errors: np.ndarray,
-    curve: tuple[np.ndarray, np.ndarray, float],
-    grid_step: float = 0.05,
+    curve: tuple[np.ndarray, np.ndarray, float] | None = None,
+    grid_step: float = 0.02,
+    smoothing: float = 0.01,
+    tol: float = 1e-5,
+    max_iter: int = 1000,
 ) -> float:
-    """Median of the [Fe/H] distribution behind ``values`` for the regression error model:
-    a star of true [Fe/H] f has a prediction ~ N(g(f), error), g the network's pull towards
-    its training mean measured on the validation stars (``curve``: label centres, median
-    predictions, slope beyond; :class:`bigcat.stages.metallicity.FehDebias`). Deconvolved on
-    a grid by EM with a small smoothing."""
+    """Median of the [Fe/H] distribution behind noisy ``values`` (Gaussian ``errors``),
+    deconvolved on a grid of true [Fe/H] (``grid_step`` dex) by EM with a Gaussian smoothing
+    of ``smoothing`` dex after each step (it biases the median towards the noisy one by about
+    the smoothing width where the noise hides a narrow peak).
+
+    A star of true [Fe/H] f has a value ~ N(g(f), error). Without ``curve``, g(f) = f (the
+    additive error model: noise on the true value). With ``curve`` (label centres, median
+    predictions, slope beyond; :class:`bigcat.stages.metallicity.FehDebias`), g is the
+    network's pull towards its training mean measured on the validation stars (the
+    regression error model). EM stops once the median has moved by less than ``tol`` dex in
+    each of 10 consecutive iterations (typically 40-80 iterations), at most ``max_iter``.
+    """
     x = np.asarray(values, dtype=np.float64)
     e = np.asarray(errors, dtype=np.float64)
-    centres, medians, slope = (np.asarray(curve[0]), np.asarray(curve[1]), float(curve[2]))
     grid = np.arange(-3.0, 1.2, grid_step)
-    g = np.interp(grid, centres, medians)
-    g = np.where(grid < centres[0], medians[0] + (grid - centres[0]) * slope, g)
-    g = np.where(grid > centres[-1], medians[-1] + (grid - centres[-1]) * slope, g)
+    if curve is None:
+        g = grid
+    else:
+        centres, medians, slope = (np.asarray(curve[0]), np.asarray(curve[1]), float(curve[2]))
+        g = np.interp(grid, centres, medians)
+        g = np.where(grid < centres[0], medians[0] + (grid - centres[0]) * slope, g)
+        g = np.where(grid > centres[-1], medians[-1] + (grid - centres[-1]) * slope, g)
     like = np.exp(-0.5 * ((x[:, None] - g[None, :]) / e[:, None]) ** 2) / e[:, None]
     w = np.full(grid.size, 1.0 / grid.size)
-    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    kernel = np.exp(-0.5 * (np.arange(-3, 4) * grid_step / smoothing) ** 2)
     kernel /= kernel.sum()
-    for _ in range(300):
-        num = like * w[None, :]
-        num /= np.maximum(num.sum(axis=1, keepdims=True), 1e-300)
-        w = np.convolve(num.mean(axis=0), kernel, mode="same")
+    upper = grid + 0.5 * grid_step  # the cumulative weight of a grid cell is reached at its top
+    median, still = math.nan, 0
+    for _ in range(max_iter):
+        # responsibilities like * w / (like @ w), averaged over the stars: two products
+        w = w * (like.T @ (1.0 / np.maximum(like @ w, 1e-300))) / x.size
+        w = np.convolve(w, kernel, mode="same")
         w /= w.sum()
-    return float(np.interp(0.5, np.cumsum(w), grid))
+        new = float(np.interp(0.5, np.cumsum(w), upper))
+        still = still + 1 if abs(new - median) < tol else 0
+        median = new
+        if still >= 10:
+            break
+    return median
 
 
 def alternative_slopes(
@@ -596,7 +584,7 @@ def alternative_slopes(
     params: GradientParams,
     curve: tuple[np.ndarray, np.ndarray, float] | None,
     width: float = 0.1,
-    max_points: int = 20_000,
+    max_points: int = 10_000,
 ) -> dict[str, float]:
     """The slope through the binned medians of the [Fe/H] distribution deconvolved under each
     limiting error model ("additive": noise on the true value; "regression": the network's
@@ -611,9 +599,9 @@ def alternative_slopes(
             continue
         m = m[:: max(1, m.size // max_points)]
         out["centres"].append(0.5 * (a + b))
-        out["additive"].append(deconvolved_median(feh[m], errors[m]))
+        out["additive"].append(grid_deconvolved_median(feh[m], errors[m]))
         if curve is not None:
-            out["regression"].append(forward_model_median(feh[m], errors[m], curve))
+            out["regression"].append(grid_deconvolved_median(feh[m], errors[m], curve))
     res: dict[str, float] = {}
     if len(out["centres"]) >= 2:
         res["additive"] = _line(np.array(out["centres"]), np.array(out["additive"]))[0]

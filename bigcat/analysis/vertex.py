@@ -587,7 +587,13 @@ def analyze_vertex(
         for variant in VARIANTS:
             jobs.append((v, cov, variant, p, sample_seed(seed, name, variant)))
             keys.append((name, variant))
-    results = list((map_fn or map)(_fit_job, jobs))
+    # largest samples first: the fits run in parallel, and the longest ones started last
+    # would leave the other workers idle at the end (results are put back by key)
+    order = sorted(range(len(jobs)), key=lambda i: (-len(jobs[i][0]), i))
+    ran = list((map_fn or map)(_fit_job, [jobs[i] for i in order]))
+    results: list[Any] = [None] * len(jobs)
+    for i, res in zip(order, ran, strict=True):
+        results[i] = res
     for (name, variant), res in zip(keys, results, strict=True):
         out[name][variant] = res
         logger.info(

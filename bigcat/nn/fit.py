@@ -366,11 +366,15 @@ class _ManualMLP:
             dz = torch.stack([d_value, d_log_var], dim=1).div_(n)
             for k in range(len(self.linears) - 1, -1, -1):
                 lin, a_in = self.linears[k], acts[k]
-                grad_w = dz.t() @ a_in
+                # into the optimiser's flat gradient buffer where it provides one (no copy)
+                grad_w, grad_b = lin.weight.grad, lin.bias.grad
+                if grad_w is None or grad_b is None:
+                    grad_w = lin.weight.grad = torch.empty_like(lin.weight)
+                    grad_b = lin.bias.grad = torch.empty_like(lin.bias)
+                torch.mm(dz.t(), a_in, out=grad_w)
                 if k > 0 and self.threshold > 0:
                     grad_w *= self.scale  # d(loss)/d(weight) of the unscaled weight
-                lin.weight.grad = grad_w
-                lin.bias.grad = dz.sum(dim=0)
+                torch.sum(dz, dim=0, out=grad_b)
                 if k > 0:
                     dz = (dz @ weights[k]).mul_(gates[k - 1])
         return loss_rows.mean()
@@ -392,7 +396,9 @@ class _FlatAdam:
         for p in params:
             k = p.numel()
             p.data = flat[offset : offset + k].view_as(p)
-            self.views.append(self.grad[offset : offset + k].view_as(p))
+            view = self.grad[offset : offset + k].view_as(p)
+            self.views.append(view)
+            p.grad = view  # _ManualMLP.step writes the gradients here directly
             offset += k
         self.m = torch.zeros_like(flat)
         self.v = torch.zeros_like(flat)
@@ -404,7 +410,8 @@ class _FlatAdam:
         b1, b2 = 0.9, 0.999
         for p, view in zip(self.params, self.views, strict=True):
             assert p.grad is not None  # set by _ManualMLP.step
-            view.copy_(p.grad)
+            if p.grad.data_ptr() != view.data_ptr():
+                view.copy_(p.grad)
         g = self.grad
         if self.weight_decay:
             g = g.add(self.flat, alpha=self.weight_decay)

@@ -217,13 +217,11 @@ def test_sample_seed_depends_on_names_only() -> None:
     )
 
 
-def test_analyze_vertex_structure() -> None:
-    rng = np.random.default_rng(23)
-    n = 120
-    v, err = _simulated(n, -20.0, seed=24)
-    rows = pd.DataFrame(
+def _velocity_rows(feh: np.ndarray, v: np.ndarray, err: np.ndarray) -> pd.DataFrame:
+    """Selected vertex rows: [Fe/H], velocities and their error covariances."""
+    return pd.DataFrame(
         {
-            "feh": np.where(rng.uniform(size=n) < 0.5, -0.9, 0.2),
+            "feh": feh,
             "vx_gc": v[:, 0],
             "vy_gc": v[:, 1],
             "vz_gc": v[:, 2],
@@ -235,6 +233,13 @@ def test_analyze_vertex_structure() -> None:
             "v_cov_yz": err[:, 1, 2],
         }
     )
+
+
+def test_analyze_vertex_structure() -> None:
+    rng = np.random.default_rng(23)
+    n = 120
+    v, err = _simulated(n, -20.0, seed=24)
+    rows = _velocity_rows(np.where(rng.uniform(size=n) < 0.5, -0.9, 0.2), v, err)
     params = replace(FAST, n_burn=10, n_steps=20, min_stars=30)
     out = vx.analyze_vertex(rows, params, seed=1)
     json.dumps(out, allow_nan=False)  # vertex.json must be plain JSON
@@ -254,3 +259,28 @@ def test_analyze_vertex_structure() -> None:
     assert empty["n_stars"] == 0 and empty["vertex_deg"] is None and "skipped" in empty
     again = vx.analyze_vertex(rows, params, seed=1)
     assert again == out
+
+
+def test_analyze_vertex_runs_largest_samples_first_and_files_results_by_name() -> None:
+    rng = np.random.default_rng(31)
+    n = 150
+    v, err = _simulated(n, -20.0, seed=32)
+    feh = np.where(rng.uniform(size=n) < 0.3, -0.9, 0.2)  # 45-ish metal-poor, 105 rich
+    rows = _velocity_rows(feh, v, err)
+    params = replace(FAST, n_burn=10, n_steps=20, min_stars=30)
+    seen: list[int] = []
+
+    def recording_map(fn, jobs):
+        jobs = list(jobs)
+        seen.extend(len(job[0]) for job in jobs)
+        return map(fn, jobs)
+
+    out = vx.analyze_vertex(rows, params, seed=1, map_fn=recording_map)
+    assert seen == sorted(seen, reverse=True) and len(set(seen)) > 1
+    # each result is filed under its own sample, whatever order the fits ran in
+    for name, sample in out["samples"].items():
+        for variant in ("fitted", "zeroed"):
+            assert sample[variant]["n_stars"] == sample["n_stars"], name
+            if "skipped" not in sample[variant]:
+                assert sample[variant]["variant"] == variant
+    assert out == vx.analyze_vertex(rows, params, seed=1)

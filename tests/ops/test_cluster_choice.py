@@ -159,7 +159,13 @@ def _imported(modules) -> list[bool]:
 def test_workers_import_the_stage_modules_when_the_cluster_starts():
     """A fresh embedded cluster's worker has imported every stage module before its first
     task (the import is part of starting the cluster, not of the first stage)."""
+    import logging
+
     from bigcat.cluster import STAGE_MODULES
 
+    before = logging.getLogger("distributed").level
     with dask_client(ClusterConfig(n_workers=1, memory_limit="2GiB")) as client:
         assert list(client.run(_imported, STAGE_MODULES).values()) == [[True] * len(STAGE_MODULES)]
+    # the close quiets distributed's shutdown chatter only while it runs: a notebook's next
+    # cluster logs as before
+    assert logging.getLogger("distributed").level == before
