@@ -259,7 +259,7 @@ def mock(
     }
     config = _with_mock_settings(config, galaxy, explicit)
     t0 = time.perf_counter()
-    with _client(config) as client:
+    with _output_locked(out, "bigcat mock"), _client(config) as client:
         _announce(client, skymap=True)
         summary = make_mock(client, config.mock, rows, out, chunk_rows or DEFAULT_CHUNK_ROWS)
     dt = time.perf_counter() - t0
@@ -267,6 +267,23 @@ def mock(
         f"Wrote {summary['rows']:,} stars to {out} in {dt:.1f} s ({summary['rows'] / dt:,.0f} rows/s); "
         f"truth in {Path(out) / 'truth.json'}."
     )
+
+
+def _output_locked(
+    out: str | Path, command: str, staging: bool = False, covers_out: bool = False
+) -> Any:
+    """The lock of output directory ``out`` (bigcat.runlock.output_lock), taken before the
+    cluster starts: a second command on ``out`` is refused at once, and an interrupted one
+    removes its temporaries once its workers have stopped. The stage takes the same lock
+    again inside (it is re-entrant); ``staging``/``covers_out`` name what it protects as the
+    stage does (``OUT.partial``, ``OUT``)."""
+    from bigcat.runlock import output_lock
+
+    out = Path(out)
+    covers = ((out.with_name(out.name + ".partial"),) if staging else ()) + (
+        (out,) if covers_out else ()
+    )
+    return output_lock(out, command, covers=covers)
 
 
 @cli.command()
@@ -287,7 +304,10 @@ def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers
         "ingest", nside=nside, partition_rows=partition_rows
     )
     t0 = time.perf_counter()
-    with _client(config) as client:
+    with (
+        _output_locked(out, "bigcat ingest", staging=True, covers_out=True),
+        _client(config) as client,
+    ):
         _announce(client)
         catalog = run_ingest(list(inputs), out, config, client)
     click.echo(
@@ -354,7 +374,7 @@ def crossmatch(
         "ingest", nside=nside, partition_rows=partition_rows
     )
     t0 = time.perf_counter()
-    with _client(config) as client:
+    with _output_locked(out, "bigcat crossmatch", staging=True), _client(config) as client:
         _announce(client)
         catalog = run_crossmatch(
             list(gaia), list(tmass), list(unwise), out, config, client, radius_arcsec=radius_arcsec

@@ -109,6 +109,61 @@ def test_cli_commands_are_refused_on_a_locked_directory(held_elsewhere, argv):
     assert "Traceback" not in result.stderr
 
 
+OUTPUT_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from bigcat.runlock import output_lock
+    with output_lock(sys.argv[1], "bigcat ingest (test holder)"):
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ingest", "{inp}", "--out", "{out}"],
+        ["mock", "--rows", "100", "--out", "{out}"],
+        [
+            "crossmatch",
+            "--gaia",
+            "{inp}",
+            "--tmass",
+            "{inp}",
+            "--unwise",
+            "{inp}",
+            "--out",
+            "{out}",
+        ],
+    ],
+    ids=lambda a: a[0],
+)
+def test_output_commands_are_refused_before_a_cluster_starts(tmp_path, argv):
+    out, inp = tmp_path / "out", tmp_path / "in.parquet"
+    pd.DataFrame({"ra": [1.0]}).to_parquet(inp)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", OUTPUT_HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = subprocess.run(
+            [sys.executable, "-m", "bigcat", *[a.format(out=out, inp=inp) for a in argv]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1, result.stderr
+    assert "in use by another bigcat command" in result.stderr, result.stderr
+    assert f"pid {holder.pid}" in result.stderr
+    # refused before the cluster started (no dashboard announced) and before any output
+    assert "dashboard" not in result.stderr.lower() + result.stdout.lower()
+    assert not out.exists() and "Traceback" not in result.stderr
+
+
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     run = tmp_path / "run"
     run.mkdir()
