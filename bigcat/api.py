@@ -156,11 +156,16 @@ def process(
     galaxy: str | None = None,
     config: ConfigLike = None,
     client: Any = None,
+    keep_columns: str | Sequence[str] | None = None,
 ) -> Run:
-    """`bigcat process`: the whole pipeline (a synthetic survey when ``input`` is None)."""
+    """`bigcat process`: the whole pipeline (a synthetic survey when ``input`` is None).
+    ``keep_columns``: the input's own extra columns carried to the catalogue (``"all"``,
+    ``"none"`` or names; ``[ingest] keep_columns``)."""
     from bigcat.pipeline import process_with_client
 
-    cfg = _config(config).replace("ingest", nside=nside, partition_rows=partition_rows)
+    cfg = _config(config).replace(
+        "ingest", nside=nside, partition_rows=partition_rows, keep_columns=keep_columns
+    )
     cfg = cfg.replace("process", default_mock_rows=rows)
     if galaxy is not None:
         from bigcat.synthetic.params import MockParams
@@ -222,14 +227,17 @@ def ingest(
     partition_rows: int | None = None,
     config: ConfigLike = None,
     client: Any = None,
+    keep_columns: str | Sequence[str] | None = None,
 ) -> Any:
     """`bigcat ingest`: tables into a HEALPix (HATS) catalogue; returns it as an
-    ``lsdb.Catalog``."""
+    ``lsdb.Catalog``. ``keep_columns``: as for :func:`process`."""
     import lsdb
 
     from bigcat.stages.ingest import ingest as run_ingest
 
-    cfg = _config(config).replace("ingest", nside=nside, partition_rows=partition_rows)
+    cfg = _config(config).replace(
+        "ingest", nside=nside, partition_rows=partition_rows, keep_columns=keep_columns
+    )
     with _client(cfg, client) as c:
         catalog = run_ingest(_paths(inputs) or [], out, cfg, c)
     return lsdb.read_hats(catalog.root)

@@ -45,6 +45,13 @@ _partition_rows_option = click.option(
     "at most N rows, --nside being the finest order [[ingest] partition_rows, 50000]; 0: one "
     "partition per --nside pixel.",
 )
+_keep_columns_option = click.option(
+    "--keep-columns",
+    default=None,
+    metavar="all|none|A,B",
+    help="Input columns outside the contract (your own ids, flags) carried to the final "
+    "catalogue: all, none, or a comma-separated list [[ingest] keep_columns, all].",
+)
 _workers_option = click.option(
     "--workers",
     "n_workers",
@@ -243,6 +250,7 @@ def mock(
     n_workers,
 ):
     """Make a synthetic Milky Way survey with known truth."""
+    from bigcat.runlock import output_lock
     from bigcat.stages.mock import DEFAULT_CHUNK_ROWS, make_mock
 
     config = _config(config_path, scheduler, n_workers)
@@ -259,7 +267,8 @@ def mock(
     }
     config = _with_mock_settings(config, galaxy, explicit)
     t0 = time.perf_counter()
-    with _output_locked(out, "bigcat mock"), _client(config) as client:
+    # the output's lock before the cluster starts (re-entrant: the stage takes it again)
+    with output_lock(out, "bigcat mock"), _client(config) as client:
         _announce(client, skymap=True)
         summary = make_mock(client, config.mock, rows, out, chunk_rows or DEFAULT_CHUNK_ROWS)
     dt = time.perf_counter() - t0
@@ -269,23 +278,6 @@ def mock(
     )
 
 
-def _output_locked(
-    out: str | Path, command: str, staging: bool = False, covers_out: bool = False
-) -> Any:
-    """The lock of output directory ``out`` (bigcat.runlock.output_lock), taken before the
-    cluster starts: a second command on ``out`` is refused at once, and an interrupted one
-    removes its temporaries once its workers have stopped. The stage takes the same lock
-    again inside (it is re-entrant); ``staging``/``covers_out`` name what it protects as the
-    stage does (``OUT.partial``, ``OUT``)."""
-    from bigcat.runlock import output_lock
-
-    out = Path(out)
-    covers = ((out.with_name(out.name + ".partial"),) if staging else ()) + (
-        (out,) if covers_out else ()
-    )
-    return output_lock(out, command, covers=covers)
-
-
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
@@ -293,21 +285,20 @@ def _output_locked(
 )
 @click.option("--nside", type=int, default=None, help="HEALPix nside of the partitions [32].")
 @_partition_rows_option
+@_keep_columns_option
 @_config_option
 @_scheduler_option
 @_workers_option
-def ingest(inputs, out, nside, partition_rows, config_path, scheduler, n_workers):
+def ingest(inputs, out, nside, partition_rows, keep_columns, config_path, scheduler, n_workers):
     """Ingest Parquet/CSV/FITS tables into a HEALPix catalogue (HATS layout)."""
     from bigcat.stages.ingest import ingest as run_ingest
+    from bigcat.stages.ingest import ingest_lock
 
     config = _config(config_path, scheduler, n_workers).replace(
-        "ingest", nside=nside, partition_rows=partition_rows
+        "ingest", nside=nside, partition_rows=partition_rows, keep_columns=keep_columns
     )
     t0 = time.perf_counter()
-    with (
-        _output_locked(out, "bigcat ingest", staging=True, covers_out=True),
-        _client(config) as client,
-    ):
+    with ingest_lock(out), _client(config) as client:  # locked before the cluster starts
         _announce(client)
         catalog = run_ingest(list(inputs), out, config, client)
     click.echo(
@@ -368,13 +359,13 @@ def crossmatch(
     """Cross-match Gaia DR3, 2MASS PSC and unWISE into a photometric catalogue (HATS) that
     `bigcat process --input` takes."""
     from bigcat.stages.crossmatch import crossmatch as run_crossmatch
-    from bigcat.stages.crossmatch import summary_line
+    from bigcat.stages.crossmatch import crossmatch_lock, summary_line
 
     config = _config(config_path, scheduler, n_workers).replace(
         "ingest", nside=nside, partition_rows=partition_rows
     )
     t0 = time.perf_counter()
-    with _output_locked(out, "bigcat crossmatch", staging=True), _client(config) as client:
+    with crossmatch_lock(out), _client(config) as client:  # locked before the cluster starts
         _announce(client)
         catalog = run_crossmatch(
             list(gaia), list(tmass), list(unwise), out, config, client, radius_arcsec=radius_arcsec
@@ -401,6 +392,7 @@ def crossmatch(
 )
 @click.option("--nside", type=int, default=None, help="HEALPix nside of the partitions [32].")
 @_partition_rows_option
+@_keep_columns_option
 @click.option(
     "--rows",
     type=int,
@@ -435,6 +427,7 @@ def process(
     run_dir,
     nside,
     partition_rows,
+    keep_columns,
     rows,
     seed,
     galaxy,
@@ -448,7 +441,7 @@ def process(
     from bigcat.pipeline import process_with_client
 
     config = _config(config_path, scheduler, n_workers).replace(
-        "ingest", nside=nside, partition_rows=partition_rows
+        "ingest", nside=nside, partition_rows=partition_rows, keep_columns=keep_columns
     )
     config = config.replace("process", default_mock_rows=rows)
     config = _with_mock_settings(config, galaxy, {} if seed is None else {"seed": seed})

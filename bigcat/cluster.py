@@ -213,11 +213,15 @@ def dask_client(config: ClusterConfig) -> Iterator[Client]:
         _close_quietly(client, cluster)
 
 
+#: Loggers whose shutdown records (a heartbeat racing the scheduler's close) are noise.
+_SHUTDOWN_LOGGERS = ("distributed", "tornado")
+
+
 def _quiet_distributed_logs() -> None:
     """In a worker or nanny process about to be shut down: only critical records of
     distributed and tornado (a worker's heartbeat racing the scheduler's close logs a
     traceback, which is noise once bigcat has stopped)."""
-    for name in ("distributed", "tornado"):
+    for name in _SHUTDOWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -226,7 +230,7 @@ def _close_quietly(client: Client, cluster: LocalCluster) -> None:
     and nannies' distributed loggers are quieted first (best effort), this process's for
     the duration of the close (restored after, for the next cluster of a notebook)."""
     # (saved first: an embedded cluster's nannies live in this process)
-    saved = {name: logging.getLogger(name).level for name in ("distributed", "tornado")}
+    saved = {name: logging.getLogger(name).level for name in _SHUTDOWN_LOGGERS}
     for nanny in (False, True):
         with contextlib.suppress(Exception):
             client.run(_quiet_distributed_logs, nanny=nanny, on_error="return")

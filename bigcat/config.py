@@ -122,13 +122,29 @@ class IngestConfig:
         stops dominating. 0: one partition per pixel at the ``nside`` order (fixed layout).
         The default was chosen by measurement (benchmarks/partition_threshold.py; figures in
         benchmarks/README.md). Results do not depend on the layout.
+    keep_columns
+        Which input columns outside the input contract (the user's own ids, flags, survey
+        designations) are carried unchanged through every stage to the final catalogue:
+        ``"all"`` (the default: every such column that every input file has), ``"none"``, or
+        a list of names (each must be in every input file).
     """
 
     nside: int = 32
     chunk_rows: int = 250_000
     partition_rows: int = 50_000
+    keep_columns: str | tuple[str, ...] = "all"
 
     def __post_init__(self) -> None:
+        keep = self.keep_columns
+        if isinstance(keep, str) and keep not in ("all", "none"):
+            keep = tuple(c.strip() for c in keep.split(",") if c.strip())
+        elif isinstance(keep, list | tuple):
+            keep = tuple(str(c) for c in keep)
+        elif not isinstance(keep, str):
+            raise ConfigError(
+                f'ingest.keep_columns = {keep!r}: use "all", "none" or a list of column names.'
+            )
+        object.__setattr__(self, "keep_columns", keep)
         order_from_nside(self.nside)
         if self.chunk_rows < 1:
             raise ConfigError(f"ingest.chunk_rows = {self.chunk_rows}: must be at least 1.")

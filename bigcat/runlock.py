@@ -251,6 +251,12 @@ def output_lock(out: str | Path, command: str = "", covers: tuple[Path, ...] = (
     return exclusive(output_lock_file(out), out, command, covers)
 
 
+def staging_dir(out: str | Path) -> Path:
+    """Where a command building output directory ``out`` stages it (``OUT.partial``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
 def lock_held(path: str | Path) -> bool:
     """True if this process holds a lock covering ``path`` (it or a directory above it)."""
     path = Path(path).absolute()

@@ -82,3 +82,31 @@ def assert_gradient_keys():
             assert key in result, key
 
     return check
+
+
+def _damage_parquet(truncated, flipped, verify=None) -> None:
+    """Cut the end off one Parquet file; flip a byte in the middle of the other's data pages
+    (before its footer, which stays readable), keeping its size. With ``verify`` (a
+    directory): check that `bigcat verify` lists both, the first by its footer, the second
+    by its checksum."""
+    import pyarrow.parquet as pq
+
+    from bigcat.stages.verify import verify_run
+
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    data = bytearray(flipped.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")  # then b"PAR1"
+    data[(4 + len(data) - 8 - footer) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    pq.ParquetFile(flipped).metadata  # noqa: B018 - the flip is not in the footer: only sha256
+    if verify is not None:
+        found = verify_run(verify)
+        text = "\n".join(found.problems)
+        assert not found.ok and str(truncated) in text and str(flipped) in text
+        assert "footer cannot be read" in text and "checksum" in text
+
+
+@pytest.fixture
+def damage_parquet():
+    """``damage(truncated, flipped)``: two kinds of damage to finished Parquet files."""
+    return _damage_parquet

@@ -10,6 +10,7 @@ run, to the identical output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -321,6 +322,69 @@ def test_verify_finds_damaged_partitions_and_resume_recomputes_them(
 def _photometry_totals(run: Path, catalog: Catalog, client):
     with run_dir_lock(run, "test"):
         return run_photometry_stage(client, catalog, run / "stages" / "photometry", CONFIG)
+
+
+def test_a_rerun_with_other_settings_keeps_the_old_output_until_the_new_one_is_whole(
+    tmp_path, client, input_table
+):
+    run = tmp_path / "run"
+    input_table(1200, 5, 1).to_parquet(tmp_path / "in.parquet")
+    stage = run / "stages" / "photometry"
+    small_tasks = dataclasses.replace(CONFIG.process, target_task_rows=150)
+    config_a = dataclasses.replace(CONFIG, process=small_tasks)
+    config_b = dataclasses.replace(
+        config_a, photometry=dataclasses.replace(CONFIG.photometry, max_ruwe=1.2)
+    )
+    with run_dir_lock(run, "test"):
+        catalog = ingest([tmp_path / "in.parquet"], run / "input", CONFIG, client)
+        out_a, _ = run_photometry_stage(client, catalog, stage, config_a)
+    before = _frames(out_a)
+    sidecar = (stage / "bigcat.json").read_text()
+
+    def stop_after_first_task(summaries: list[dict]) -> None:
+        if not any(s.get("planned") for s in summaries):
+            raise KeyboardInterrupt
+
+    # settings changed, stopped mid-stage: the finished output is untouched and whole
+    with pytest.raises(KeyboardInterrupt), run_dir_lock(run, "test"):
+        run_photometry_stage(client, catalog, stage, config_b, on_done=stop_after_first_task)
+    nxt = run / "stages" / ".photometry.next"
+    assert nxt.is_dir() and list((nxt / "dataset").rglob("Npix=*.parquet"))
+    assert (stage / "bigcat.json").read_text() == sidecar
+    kept = Catalog.open(stage)
+    for key, frame in before.items():
+        pd.testing.assert_frame_equal(kept.read_partition(*key), frame)
+    assert verify_run(run).ok
+
+    # the re-run resumes into the new output, then swaps it in whole
+    with run_dir_lock(run, "test"):
+        out_b, totals = run_photometry_stage(client, catalog, stage, config_b)
+    assert 0 < totals["partitions_computed"] < len(catalog.pixels)  # the first task's reused
+    assert not nxt.exists() and out_b.root == stage
+    fresh, _ = run_photometry_stage(client, catalog, tmp_path / "fresh", config_b)
+    want = _frames(fresh)
+    assert _frames(out_b).keys() == want.keys()
+    for key, frame in want.items():
+        pd.testing.assert_frame_equal(out_b.read_partition(*key), frame)
+    assert not before[catalog.pixels[0]].equals(want[catalog.pixels[0]])  # B differs from A
+    assert verify_run(run).ok
+
+    # back to the first settings, stopped at once: B's output is kept; then A again
+    with pytest.raises(KeyboardInterrupt), run_dir_lock(run, "test"):
+        run_photometry_stage(client, catalog, stage, config_a, on_done=stop_after_first_task)
+    for key, frame in want.items():
+        pd.testing.assert_frame_equal(Catalog.open(stage).read_partition(*key), frame)
+    with run_dir_lock(run, "test"):
+        again, _ = run_photometry_stage(client, catalog, stage, config_a)
+    for key, frame in before.items():
+        pd.testing.assert_frame_equal(again.read_partition(*key), frame)
+    # a next directory of settings since given up is removed by a run with the finished ones
+    with pytest.raises(KeyboardInterrupt), run_dir_lock(run, "test"):
+        run_photometry_stage(client, catalog, stage, config_b, on_done=stop_after_first_task)
+    assert nxt.exists()
+    with run_dir_lock(run, "test"):
+        _, totals = run_photometry_stage(client, catalog, stage, config_a)
+    assert totals["partitions_computed"] == 0 and not nxt.exists()
 
 
 def test_verify_finds_a_damaged_checkpoint_and_an_incomplete_stage(tmp_path):

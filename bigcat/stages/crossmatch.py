@@ -27,7 +27,10 @@
 
 Everything happens in ``CATALOG.partial/``, renamed to ``CATALOG`` at the end; an error removes
 it, leaving nothing at ``CATALOG``. A finished catalogue made from the same inputs and settings
-is returned as it is; an interrupted run starts afresh.
+is returned as it is, if each of its partition files matches the record (rows, bytes, sha256)
+written with it in its ``bigcat.json``; a damaged one is named in a warning and the cross-match
+is made again (the claims of step 5 span regions, so not one file alone), to the same files,
+which then replace the damaged catalogue. An interrupted run starts afresh.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from distributed import Client, as_completed
 from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
 
 from bigcat import __version__
-from bigcat.atomic import write_json_atomic
+from bigcat.atomic import replace_directory, write_json_atomic
 from bigcat.catalog.crossmatch import (
     complement_partitions,
     flux_error_to_mag_error,
@@ -75,6 +78,7 @@ from bigcat.catalog.healpix import (
 from bigcat.catalog.readers import expand_inputs, plan_chunks, read_chunk, read_column_kinds
 from bigcat.catalog.store import (
     Catalog,
+    catalog_problems,
     finalize_catalog,
     partition_path,
     write_frame_atomic,
@@ -82,7 +86,7 @@ from bigcat.catalog.store import (
 )
 from bigcat.config import Config
 from bigcat.errors import CatalogError, InputError, missing_columns_message
-from bigcat.runlock import output_lock
+from bigcat.runlock import output_lock, staging_dir
 from bigcat.schema import (
     CROSSMATCH_COLUMNS,
     GAIA_OPTIONAL_COLUMNS,
@@ -98,7 +102,7 @@ from bigcat.schema import (
     ZEROPOINT_COLUMNS,
 )
 from bigcat.stages.ingest import ingest
-from bigcat.stages.tasks import _run_in_worker, progress_bar, run_tasks
+from bigcat.stages.tasks import _run_in_worker, progress_bar, run_tasks, wait_for_stragglers
 
 logger = logging.getLogger(__name__)
 
@@ -808,14 +812,15 @@ def write_part(
     partition: tuple[int, int] | None = None,
     fingerprint: str | None = None,
 ) -> dict:
-    """Task body: one matched region -> a Parquet file of merged rows; returns its counts and
-    its border claims.
+    """Task body: one matched region -> a Parquet file of merged rows; returns its counts, its
+    border claims and its file record (``file``: rows, bytes, sha256; None without rows).
 
     ``partition`` given: the region is that partition of the output, and the file is written as
     bigcat's ingest writes one (``_healpix_29`` added, rows sorted by it and source_id,
     ``fingerprint`` in its metadata); else a part for bigcat's ingest.
     """
     rows, claims = merged_rows(part)
+    record = None
     if partition is not None:
         rows[HEALPIX29] = healpix29(rows["ra"].to_numpy(), rows["dec"].to_numpy())
         if not (pixel_at_order(rows[HEALPIX29].to_numpy(), partition[0]) == partition[1]).all():
@@ -825,11 +830,12 @@ def write_part(
             import pyarrow as pa
 
             table = pa.Table.from_pandas(rows, preserve_index=False)
-            write_table_atomic(table, Path(path), fingerprint)
+            record = write_table_atomic(table, Path(path), fingerprint)
     elif len(rows):
-        write_frame_atomic(rows, Path(path))
+        record = write_frame_atomic(rows, Path(path))
     return {
         "path": path if len(rows) else None,
+        "file": record,
         "rows": len(rows),
         "tmass": int(rows["tmass_matched"].sum()),
         "unwise": int(rows["unwise_matched"].sum()),
@@ -838,8 +844,9 @@ def write_part(
     }
 
 
-def patch_part(path: str, losers: dict[str, np.ndarray], fingerprint: str | None = None) -> None:
-    """Task body: blank the counterparts a part's stars lost to nearer stars elsewhere."""
+def patch_part(path: str, losers: dict[str, np.ndarray], fingerprint: str | None = None) -> dict:
+    """Task body: blank the counterparts a part's stars lost to nearer stars elsewhere;
+    returns the rewritten file's record (rows, bytes, sha256)."""
     import pyarrow as pa
 
     table = pq.read_table(path)
@@ -847,7 +854,7 @@ def patch_part(path: str, losers: dict[str, np.ndarray], fingerprint: str | None
     for survey, ids in losers.items():
         rows = blank_counterparts(rows, survey, ids)
     out = pa.Table.from_pandas(rows, schema=table.schema.remove_metadata(), preserve_index=False)
-    write_table_atomic(out, Path(path), fingerprint)
+    return write_table_atomic(out, Path(path), fingerprint)
 
 
 # ---- the stage -------------------------------------------------------------------------------
@@ -864,6 +871,12 @@ def _sky_summary(df: pd.DataFrame | None, ra: str, dec: str) -> str:
         f"ra {df[ra].min():.2f}..{df[ra].max():.2f}, dec {df[dec].min():.2f}..{df[dec].max():.2f} "
         "deg"
     )
+
+
+def crossmatch_lock(out: str | Path) -> contextlib.AbstractContextManager:
+    """The lock of a cross-match into ``out`` (covering its staging directory); re-entrant,
+    so the CLI takes it before the cluster starts and :func:`crossmatch` again."""
+    return output_lock(out, "bigcat crossmatch", covers=(staging_dir(out),))
 
 
 def crossmatch(
@@ -931,18 +944,14 @@ def crossmatch(
         _VERSION_KEY: __version__,
     }
     fingerprint = _fingerprint(inputs, settings)
+    damaged: list[str] = []
     if out.exists():
-        try:
-            existing = Catalog.open(out)
-        except CatalogError:
-            existing = None
-        if existing is not None and existing.fingerprint == fingerprint:
+        existing = _existing(out, fingerprint)
+        damaged = catalog_problems(existing, checksums=True)
+        if not damaged:
             logger.info("%s is up to date with its inputs; nothing to do.", out)
             return existing
-        raise CatalogError(
-            f"{out} already exists and was not made from these inputs and settings. bigcat does "
-            "not overwrite it: choose another --out, or delete it first."
-        )
+        _warn_damaged(out, damaged)
     missing_zp = [c for c in ZEROPOINT_COLUMNS if c not in inputs["gaia"].present_optional]
     if missing_zp:
         logger.warning(
@@ -950,11 +959,36 @@ def crossmatch(
             inputs["gaia"].describe(),
             ", ".join(missing_zp),
         )
-    staging = out.with_name(out.name + ".partial")
-    with output_lock(out, "bigcat crossmatch", covers=(staging,)):
+    staging = staging_dir(out)
+    with crossmatch_lock(out):
         return _crossmatch_locked(
-            inputs, out, staging, config, client, radius_arcsec, settings, fingerprint, t0
+            inputs, out, staging, config, client, radius_arcsec, settings, fingerprint, t0, damaged
         )
+
+
+def _existing(out: Path, fingerprint: str) -> Catalog:
+    """The catalogue at ``out`` if it was made with ``fingerprint``; else a CatalogError (bigcat
+    does not overwrite it)."""
+    try:
+        existing = Catalog.open(out)
+    except CatalogError:
+        existing = None
+    if existing is None or existing.fingerprint != fingerprint:
+        raise CatalogError(
+            f"{out} already exists and was not made from these inputs and settings. bigcat does "
+            "not overwrite it: choose another --out, or delete it first."
+        )
+    return existing
+
+
+def _warn_damaged(out: Path, damaged: list[str]) -> None:
+    logger.warning(
+        "%s: %d damaged partition file(s) (%s); recomputing them (cross-matching the inputs "
+        "again).",
+        out,
+        len(damaged),
+        "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""),
+    )
 
 
 def _crossmatch_locked(
@@ -967,11 +1001,15 @@ def _crossmatch_locked(
     settings: dict,
     fingerprint: str,
     t0: float,
+    damaged: list[str] | None = None,
 ) -> Catalog:
-    """:func:`crossmatch` under the lock of ``out``: staging, matching, publishing."""
-    if out.exists():  # finished meanwhile by the run that held the lock
-        existing = Catalog.open(out)
-        if existing.fingerprint == fingerprint:
+    """:func:`crossmatch` under the lock of ``out``: staging, matching, publishing.
+
+    ``damaged``: what is wrong with the files of the catalogue of this fingerprint already at
+    ``out``, which is then replaced (its files are checked again under the lock)."""
+    if out.exists():  # finished (or repaired) meanwhile by the run that held the lock
+        existing = _existing(out, fingerprint)
+        if not damaged or not catalog_problems(existing, checksums=True):
             return existing
     if staging.exists():
         logger.warning("Removing %s, left by an interrupted crossmatch; starting afresh.", staging)
@@ -997,7 +1035,10 @@ def _crossmatch_locked(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    os.replace(staging / "catalog", out)
+    if out.exists():  # a damaged catalogue of these inputs and settings (checked above)
+        replace_directory(staging / "catalog", out)
+    else:
+        os.replace(staging / "catalog", out)
     shutil.rmtree(staging, ignore_errors=True)
     logger.info(
         "Cross-matched %d Gaia rows (2MASS %d, unWISE %d) in %.1f s.",
@@ -1112,7 +1153,7 @@ def _run(
     losers = resolve_claims(pd.concat(claims, ignore_index=True)) if claims else None
     lost = {"tmass": 0, "unwise": 0}
     if losers is not None and len(losers):
-        patches = []
+        patches, patched_parts = [], []
         for k, group in losers.groupby("part"):
             by_survey = {s: g["source_id"].to_numpy(np.int64) for s, g in group.groupby("survey")}
             patches.append(
@@ -1121,9 +1162,12 @@ def _run(
                     (results[int(k)]["path"], by_survey, fingerprint if direct else None),
                 )
             )
+            patched_parts.append(int(k))
             for s, g in group.groupby("survey"):
                 lost[s] += len(g)
-        run_tasks(client, patch_part, patches, "resolve")
+        records = run_tasks(client, patch_part, patches, "resolve", writes_files=True)
+        for k, record in zip(patched_parts, records, strict=True):
+            results[k]["file"] = record  # the part as rewritten
     phases["resolve"] = time.perf_counter() - t0
     counts: dict[str, Any] = {
         "rows": int(len(ids)),
@@ -1154,7 +1198,8 @@ def _run(
         "bigcat_version": __version__,
     }
     if direct:
-        rows = {(o, p): r["rows"] for (o, p), r in zip(pixels, results, strict=True) if r["rows"]}
+        written = [(op, r) for op, r in zip(pixels, results, strict=True) if r["rows"]]
+        rows = {op: r["rows"] for op, r in written}
         catalog = finalize_catalog(
             root,
             list(rows),
@@ -1162,6 +1207,7 @@ def _run(
             int(sum(rows.values())),
             {"fingerprint": fingerprint, "columns": {}, **provenance},
             partition_rows=rows,
+            partition_files={op: r["file"] or {} for op, r in written},
         )
     else:
         catalog = ingest([parts_dir], root, config, client, keep=list(CROSSMATCH_COLUMNS))
@@ -1206,6 +1252,7 @@ def _compute_with_progress(client: Client, tasks: list, label: str) -> list:
                 progress.advance(bar)
         except BaseException:
             client.cancel(futures)
+            wait_for_stragglers(client, {str(f.key) for f in futures})  # they write parts
             raise
     return results
 

@@ -22,6 +22,7 @@ its done-markers and finished pixels; a bad input removes it, leaving no partial
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -72,7 +73,7 @@ from bigcat.catalog.store import (
 )
 from bigcat.config import Config
 from bigcat.errors import CatalogError, InputError, missing_columns_message
-from bigcat.runlock import output_lock
+from bigcat.runlock import output_lock, staging_dir
 from bigcat.schema import OPTIONAL_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS, ZEROPOINT_COLUMNS
 from bigcat.stages.tasks import run_tasks
 
@@ -144,14 +145,52 @@ def extra_columns(
     return common
 
 
+def selected_columns(
+    files: list[Path],
+    kinds_per_file: list[dict[str, str]],
+    contract: set[str],
+    selection: str | Sequence[str],
+) -> list[str]:
+    """The extra columns ``[ingest] keep_columns`` selects: ``"all"`` (:func:`extra_columns`),
+    ``"none"``, or the names given, which must be extra columns of every file.
+
+    Raises
+    ------
+    InputError
+        Naming the file without a selected column (and the columns it has), or a selected
+        name that is a contract column or one bigcat adds.
+    """
+    if selection == "all":
+        return extra_columns(files, kinds_per_file, contract)
+    if selection == "none":
+        return []
+    names = list(dict.fromkeys(selection))
+    taken = [c for c in names if c in contract or c in OUTPUT_COLUMNS or c.startswith("_")]
+    if taken:
+        raise InputError(
+            f"[ingest] keep_columns / --keep-columns: {', '.join(taken)} "
+            f"{'is' if len(taken) == 1 else 'are'} not an extra column (an input-contract "
+            "column, which is always kept, or one bigcat adds). Name only your own columns."
+        )
+    for path, kinds in zip(files, kinds_per_file, strict=True):
+        absent = [c for c in names if c not in kinds]
+        if absent:
+            own = [c for c in kinds if c not in contract]
+            raise InputError(
+                f"{path}: no column(s) {', '.join(absent)} selected by [ingest] keep_columns / "
+                f"--keep-columns. Its extra columns: {', '.join(own) or 'none'}."
+            )
+    return names
+
+
 def plan_ingest(
     inputs: Sequence[str | Path], config: Config, keep: Sequence[str] | None = None
 ) -> IngestPlan:
     """Check every input's header and plan the chunks. Reads no data.
 
     ``keep``: extra columns every input must have, carried into the catalogue unchanged;
-    None (the default): every input column outside the contract that every file has
-    (:func:`extra_columns`).
+    None (the default): as ``[ingest] keep_columns`` says (``"all"``: every input column
+    outside the contract that every file has, :func:`extra_columns`; ``"none"``; or a list).
 
     Raises
     ------
@@ -168,7 +207,9 @@ def plan_ingest(
     rename = {mapping.get(c, c): c for c in wanted}
     headers = [read_column_kinds(path) for path in files]
     if keep is None:
-        keep = extra_columns(files, [k for k, _ in headers], set(rename))
+        keep = selected_columns(
+            files, [k for k, _ in headers], set(rename), config.ingest.keep_columns
+        )
     read_columns, missing_optional, chunks = [], [], []
     for i, path in enumerate(files):
         kinds, n_rows = headers[i]
@@ -448,6 +489,12 @@ def group_in_sky_order(
     return [[first[k] for k in group] for group in group_pixels(by_first, target_rows)]
 
 
+def ingest_lock(out: str | Path) -> contextlib.AbstractContextManager:
+    """The lock of an ingest into ``out`` (covering ``out`` and its staging directory);
+    re-entrant, so the CLI takes it before the cluster starts and :func:`ingest` again."""
+    return output_lock(out, "bigcat ingest", covers=(staging_dir(out), Path(out)))
+
+
 def ingest(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -499,8 +546,8 @@ def ingest(
             f"{out} already exists and was not made from these inputs and settings. bigcat does "
             "not overwrite it: choose another --out, or delete it first."
         )
-    staging = out.with_name(out.name + ".partial")
-    with output_lock(out, "bigcat ingest", covers=(staging, out)):
+    staging = staging_dir(out)
+    with ingest_lock(out):
         if out.exists():  # made meanwhile by the command that held the lock
             return ingest(inputs, out, config, client, keep, properties)
         return _ingest_locked(plan, out, staging, config, client, properties, t0)
@@ -547,7 +594,9 @@ def _ingest_locked(
             )
             for c in plan.chunks
         ]
-        counts_per_chunk = run_tasks(client, split_chunk, split_tasks, "ingest split")
+        counts_per_chunk = run_tasks(
+            client, split_chunk, split_tasks, "ingest split", writes_files=True
+        )
         counts: dict[int, int] = {}
         for c in counts_per_chunk:
             for p, n in c.items():
@@ -580,7 +629,7 @@ def _ingest_locked(
             )
             for g in groups
         ]
-        merged = run_tasks(client, merge_pixels, merge_tasks, "ingest merge")
+        merged = run_tasks(client, merge_pixels, merge_tasks, "ingest merge", writes_files=True)
         counts_by_part = [opn for opns, _, _ in merged for opn in opns if opn[2] > 0]
         records = {k: r for _, _, recs in merged for k, r in recs.items()}
         pixels = [(o, p) for o, p, _ in counts_by_part]

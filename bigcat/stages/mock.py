@@ -13,6 +13,14 @@ chunk, each written atomically)::
     OUT/unwise.parquet/part-00000.parquet       `bigcat crossmatch`
     OUT/crossmatch_truth.parquet/part-00000.parquet  source_id -> true 2MASS / unWISE ids
     OUT/truth.json                              every injected value
+    OUT/.bigcat-mock.json                       the settings' fingerprint (the reuse stamp)
+                                                and, once the survey is finished, each part's
+                                                record (rows, bytes, sha256)
+
+A re-run with the same settings reuses a chunk only if each of its parts carries the
+fingerprint and matches its record in the stamp (:func:`bigcat.catalog.store.check_file_record`:
+footer, row count, size, sha256); a damaged part is recomputed (the whole chunk, to the same
+bytes) with a warning naming it.
 """
 
 from __future__ import annotations
@@ -20,13 +28,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from distributed import Client
 
 from bigcat import __version__
 from bigcat.atomic import write_json_atomic
-from bigcat.catalog.store import file_fingerprint, write_frame_atomic
+from bigcat.catalog.store import (
+    check_file_record,
+    file_fingerprint,
+    file_record,
+    write_frame_atomic,
+)
 from bigcat.errors import InputError
 from bigcat.runlock import output_lock
 from bigcat.stages.tasks import run_tasks
@@ -39,27 +54,92 @@ from bigcat.synthetic.surveys import simulate_surveys
 SURVEY_TABLES = ("gaia_source", "tmass_psc", "unwise", "crossmatch_truth")
 TABLES = ("photometry", "truth", "apogee", "lamost", *SURVEY_TABLES)
 DEFAULT_CHUNK_ROWS = 50_000
+#: The survey's stamp: fingerprint, settings and (once finished) the parts' file records.
+MOCK_STAMP = ".bigcat-mock.json"
+
+logger = logging.getLogger(__name__)
+
+
+def part_name(table: str, chunk: int) -> str:
+    """A part's path relative to the survey directory (its key in the stamp's ``files``)."""
+    return f"{table}.parquet/part-{chunk:05d}.parquet"
 
 
 def _part(out: Path, table: str, chunk: int) -> Path:
-    return out / f"{table}.parquet" / f"part-{chunk:05d}.parquet"
+    return out / part_name(table, chunk)
+
+
+def recorded_parts(out: str | Path) -> dict[str, dict]:
+    """The file records (:func:`part_name` -> rows, bytes, sha256) in the stamp of the survey
+    at ``out`` (empty if none, or unreadable)."""
+    try:
+        stamp = json.loads((Path(out) / MOCK_STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def _reusable_chunk(
+    out: Path, chunk: int, fingerprint: str, records: dict[str, dict]
+) -> tuple[dict[str, dict] | None, list[str]]:
+    """Whether chunk ``chunk``'s parts may be reused: ``(their file records, damaged)``.
+
+    Reused when every part carries ``fingerprint`` and matches its record (a part without
+    one, written by a run interrupted before the survey was finished, is trusted on its
+    footer and recorded now). ``damaged`` names the parts found truncated or corrupted
+    (a missing part, or one made with other settings, is simply made again).
+    """
+    files: dict[str, dict] = {}
+    damaged: list[str] = []
+    whole = True
+    for table in TABLES:
+        name, path = part_name(table, chunk), _part(out, table, chunk)
+        if not path.exists():
+            whole = False
+            continue
+        problem = check_file_record(path, records.get(name))
+        if problem is not None:
+            damaged.append(f"{path}: {problem}")
+            whole = False
+        elif file_fingerprint(path) != fingerprint:
+            whole = False
+        elif whole:
+            files[name] = records.get(name) or file_record(
+                path, pq.ParquetFile(path).metadata.num_rows
+            )
+    return (files if whole else None), damaged
 
 
 def mock_chunk_task(
-    params: MockParams, chunk: int, n_rows: int, out: str, fingerprint: str
+    params: MockParams,
+    chunk: int,
+    n_rows: int,
+    out: str,
+    fingerprint: str,
+    records: dict[str, dict] | None = None,
 ) -> dict:
-    """Task body: make one chunk and write its parts (skipped if already written)."""
+    """Task body: make one chunk and write its parts (skipped if already written and whole).
+
+    ``records``: the parts' file records from the stamp of the finished survey
+    (:func:`recorded_parts`). Returns the parts' records (``files``) and, for a chunk made
+    again because a part was damaged, what was wrong with it (``repaired``).
+    """
     out_dir = Path(out)
-    if all(file_fingerprint(_part(out_dir, t, chunk)) == fingerprint for t in TABLES):
-        return {"chunk": chunk, "computed": False}
+    files, damaged = _reusable_chunk(out_dir, chunk, fingerprint, records or {})
+    if files is not None:
+        return {"chunk": chunk, "computed": False, "files": files}
     result = simulate_chunk(params, chunk, n_rows)
     surveys = simulate_surveys(result.photometry, result.truth, params, chunk)
     counts = {}
+    files = {}
     for table in TABLES:
         frame = getattr(surveys if table in SURVEY_TABLES else result, table)
-        write_frame_atomic(frame, _part(out_dir, table, chunk), fingerprint)
+        files[part_name(table, chunk)] = write_frame_atomic(
+            frame, _part(out_dir, table, chunk), fingerprint
+        )
         counts[table] = len(frame)
-    return {"chunk": chunk, "computed": True, **counts}
+    return {"chunk": chunk, "computed": True, **counts, "files": files, "repaired": damaged}
 
 
 def make_mock(
@@ -98,7 +178,7 @@ def _make_mock_locked(
     fingerprint: str,
 ) -> dict:
     """:func:`make_mock` under the lock of ``out``."""
-    stamp = out / ".bigcat-mock.json"
+    stamp = out / MOCK_STAMP
     if out.exists() and any(out.iterdir()):
         old = json.loads(stamp.read_text()).get("fingerprint") if stamp.exists() else None
         if old != fingerprint:
@@ -107,13 +187,23 @@ def _make_mock_locked(
                 "does not overwrite it: choose another --out, or delete it first."
             )
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"fingerprint": fingerprint, **settings}, stamp, default=str)
+    # the records of a finished survey (same fingerprint) are kept until it is finished again
+    records = recorded_parts(out)
+    head = {"fingerprint": fingerprint, **settings}
+    write_json_atomic({**head, "files": records} if records else head, stamp, indent=2, default=str)
     starts = list(range(0, n_rows, chunk_rows))
-    tasks = [
-        (f"mock-chunk{i:05d}", (params, i, min(chunk_rows, n_rows - s), str(out), fingerprint))
-        for i, s in enumerate(starts)
-    ]
-    run_tasks(client, mock_chunk_task, tasks, "mock")
+    tasks = []
+    for i, s in enumerate(starts):
+        names = [part_name(t, i) for t in TABLES]
+        mine = {k: records[k] for k in names if k in records}
+        args = (params, i, min(chunk_rows, n_rows - s), str(out), fingerprint, mine)
+        tasks.append((f"mock-chunk{i:05d}", args))
+    results = run_tasks(client, mock_chunk_task, tasks, "mock", writes_files=True)
+    for result in results:
+        for why in result.get("repaired", ()):
+            logger.warning("%s; recomputed it (bigcat mock).", why)
+    files = {k: r for result in results for k, r in sorted(result["files"].items())}
+    write_json_atomic({**head, "files": files}, stamp, indent=2, default=str)
     summary = truth_summary(params)
     summary.update(
         {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
 
-from bigcat.atomic import FSYNC, disk_full_as_error, replace_file, temporary_path
+from bigcat.atomic import (
+    FSYNC,
+    disk_full_as_error,
+    replace_directory,
+    replace_file,
+    temporary_path,
+)
 from bigcat.catalog.store import (
     BIGCAT_PROPERTIES,
     FINGERPRINT_KEY,
@@ -270,23 +277,27 @@ def map_partitions_to_files(
 ) -> list[dict]:
     """Run a per-partition stage over every partition of ``catalog`` into ``out_root``.
 
-    Returns one summary per partition (in pixel order). Completeness markers of an earlier
-    catalogue at ``out_root`` are removed first, so a half-finished output is never mistaken
-    for a finished one. ``on_done``, if given, is called once before any task runs with the
+    Returns one summary per partition (in pixel order). Where to write
+    (:func:`stage_write_root`): a finished output made with other inputs or settings stays
+    whole at ``out_root`` until the new one is complete; the new one is written beside it and
+    :func:`finalize_stage_output` swaps it in. Otherwise (no finished output, or the same
+    fingerprint: a resumed or repeated run) partitions are written or reused in place, after
+    the completeness markers are removed, so a half-finished output is never mistaken for a
+    finished one. ``on_done``, if given, is called once before any task runs with the
     stage's partitions (``{"order", "pixel", "planned": True}`` each), then with the
     summaries of each task's partitions as the task finishes (reused ones included).
     """
-    out_root.mkdir(parents=True, exist_ok=True)
-    records = recorded_files(out_root)
+    root = stage_write_root(out_root, fingerprint)
+    records = recorded_files(root)
     for marker in ("partition_info.csv", "properties", "hats.properties", BIGCAT_PROPERTIES):
-        (out_root / marker).unlink(missing_ok=True)
+        (root / marker).unlink(missing_ok=True)
     groups = group_partitions(catalog, target_task_rows)
 
     def _group_records(group: list[tuple[int, int]]) -> dict[str, dict]:
         return {k: records[k] for o, p in group if (k := f"{o}/{p}") in records}
 
     tasks = [
-        (f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(out_root), _group_records(g)))
+        (f"{stage}-pix{g[0][1]}", (g, str(catalog.root), str(root), _group_records(g)))
         for g in groups
     ]
     if on_done is not None:
@@ -302,6 +313,7 @@ def map_partitions_to_files(
         fingerprint=fingerprint,
         chunk_rows=target_task_rows,
         on_done=on_done,
+        writes_files=True,
     )
     summaries = [s for group in results for s in group]
     for s in summaries:
@@ -310,12 +322,49 @@ def map_partitions_to_files(
             logger.warning("%s; recomputed it (stage %s).", why, stage)
     # Plain path comparison (both sides are built from out_root): resolving 12,288 paths
     # took 4 s, serially, in every stage.
-    keep = {str(partition_path(out_root, o, p)) for o, p in catalog.pixels}
-    for stale in (out_root / "dataset").rglob("Npix=*.parquet"):
+    keep = {str(partition_path(root, o, p)) for o, p in catalog.pixels}
+    for stale in (root / "dataset").rglob("Npix=*.parquet"):
         if str(stale) not in keep:
             logger.info("Removing %s: no such partition in the input.", stale)
             stale.unlink()
     return summaries
+
+
+def next_root(out_root: Path) -> Path:
+    """Where a stage writes its new output while a finished one made with other inputs or
+    settings stays whole at ``out_root`` (hidden; kept across interruptions, so a re-run
+    resumes into it; not a temporary)."""
+    return out_root.with_name(f".{out_root.name}.next")
+
+
+def finished_fingerprint(root: Path) -> str | None:
+    """The fingerprint of the stage output finalised at ``root`` (None if none is)."""
+    try:
+        props = json.loads((Path(root) / BIGCAT_PROPERTIES).read_text())
+    except (OSError, ValueError):
+        return None
+    fp = props.get("fingerprint") if isinstance(props, dict) else None
+    return fp if isinstance(fp, str) else None
+
+
+def stage_write_root(out_root: Path, fingerprint: str) -> Path:
+    """The directory a stage with ``fingerprint`` writes its partitions to (created).
+
+    ``out_root`` itself unless it holds a finished output with another fingerprint; then
+    :func:`next_root`, and that finished output is only replaced when the new one is complete
+    (:func:`finalize_stage_output`). A ``next`` directory left by an interrupted run whose
+    settings were then changed back is removed.
+    """
+    old = finished_fingerprint(out_root)
+    nxt = next_root(out_root)
+    if old is not None and old != fingerprint:
+        nxt.mkdir(parents=True, exist_ok=True)
+        return nxt
+    if nxt.exists():
+        logger.info("Removing %s: the output of an unfinished run with other settings.", nxt)
+        shutil.rmtree(nxt)
+    out_root.mkdir(parents=True, exist_ok=True)
+    return out_root
 
 
 def recorded_files(root: Path) -> dict[str, dict]:
@@ -362,10 +411,14 @@ def finalize_stage_output(
     """Write the HATS metadata of a stage's output catalogue from its partition summaries.
 
     Intermediate outputs (RUN_DIR/stages/*) skip the optional dataset/_metadata file
-    (``parquet_metadata``; see ``finalize_catalog``); the final catalogue writes it.
+    (``parquet_metadata``; see ``finalize_catalog``); the final catalogue writes it. A new
+    output written beside a finished one (:func:`stage_write_root`) is finalised there and
+    then replaces it in one directory swap (:func:`bigcat.atomic.replace_directory`).
     """
-    return finalize_catalog(
-        out_root,
+    nxt = next_root(out_root)
+    root = nxt if nxt.exists() else out_root
+    catalog = finalize_catalog(
+        root,
         [(s["order"], s["pixel"]) for s in summaries],
         "bigcat_processed",
         sum(s["rows"] for s in summaries),
@@ -374,3 +427,8 @@ def finalize_stage_output(
         parquet_metadata=parquet_metadata,
         partition_files={(s["order"], s["pixel"]): s.get("file") or {} for s in summaries},
     )
+    if root == out_root:
+        return catalog
+    replace_directory(nxt, out_root)
+    logger.info("%s: replaced by the new output (other inputs or settings).", out_root)
+    return Catalog.open(out_root)

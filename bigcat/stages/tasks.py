@@ -7,6 +7,7 @@ import ctypes.util
 import functools
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -91,6 +92,7 @@ def run_tasks(
     label: str,
     *,
     on_done: Callable[[Any], None] | None = None,
+    writes_files: bool = False,
     **common: Any,
 ) -> list[Any]:
     """Run ``func(*args, **common)`` for each ``(name, args)`` on the cluster.
@@ -101,6 +103,13 @@ def run_tasks(
     re-raised unchanged (bigcat's own errors carry their message to the user).
     ``on_done``, if given, is called with each task's result as it arrives (in completion
     order; the live sky map of ``bigcat.dashboard`` follows the stages this way).
+
+    ``writes_files``: the tasks write files (partitions, chunks). When the loop is stopped
+    (Ctrl-C, SIGTERM, a failed task), cancelled tasks already running on a worker still run
+    to their end (Dask cannot interrupt them); such stragglers are then waited for (at most
+    :data:`STRAGGLER_WAIT_S`) before the exception goes on, so that nothing writes into the
+    output after the caller has released its lock (a cluster that outlives the command, or
+    the same client in a notebook). Their writes are atomic, so what they leave is whole.
     """
     if not tasks:
         return []
@@ -132,5 +141,37 @@ def run_tasks(
                 progress.advance(bar)
         except BaseException:
             client.cancel(futures)
+            if writes_files:
+                wait_for_stragglers(client, {str(f.key) for f in futures})
             raise
     return results
+
+
+#: The longest bigcat waits for cancelled, still-running file-writing tasks to end (s).
+STRAGGLER_WAIT_S = 120.0
+
+
+def _running_keys(keys: set[str], dask_worker: Any = None) -> list[str]:
+    """Of ``keys``, those this worker is still executing (run on each worker)."""
+    tasks = dask_worker.state.tasks
+    return [k for k in keys if k in tasks and tasks[k].state in ("executing", "cancelled")]
+
+
+def wait_for_stragglers(client: Client, keys: set[str], timeout: float = STRAGGLER_WAIT_S) -> int:
+    """Wait until no worker runs any of ``keys`` (or ``timeout``); returns how many were
+    still running when the wait began. Never raises: with the cluster gone there is nothing
+    left to wait for."""
+    deadline = time.monotonic() + timeout
+    first: int | None = None
+    try:
+        while True:
+            running = sum(len(v) for v in client.run(_running_keys, keys).values())
+            if first is None:
+                first = running
+                if running:
+                    logger.info("stopping: waiting for %d running task(s) to finish", running)
+            if not running or time.monotonic() > deadline:
+                return first
+            time.sleep(0.1)
+    except Exception:  # noqa: BLE001 (a closed client or a dead scheduler)
+        return first or 0

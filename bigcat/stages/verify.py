@@ -3,17 +3,21 @@
 Read only; checks, without a cluster:
 
 * every catalogue of the run (``input/``, ``stages/*/``, ``catalog/``; or the directory
-  itself when it is one catalogue): complete (``partition_info.csv`` and ``bigcat.json``), and
-  each partition file present, its Parquet footer readable, its row count, size and sha256
-  those recorded when it was written (:func:`bigcat.catalog.store.catalog_problems`);
+  itself when it is one catalogue, e.g. the output of `bigcat ingest` or `bigcat crossmatch`):
+  complete (``partition_info.csv`` and ``bigcat.json``), and each partition file present, its
+  Parquet footer readable, its row count, size and sha256 those recorded when it was written
+  (:func:`bigcat.catalog.store.catalog_problems`);
 * every model checkpoint (``models/**/*.json`` sidecars): its ``.pt`` file present and of
   the recorded sha256; the learnt distance prior readable and of its recorded hash;
 * every other bigcat JSON file (``run.json``, ``analysis/*.json``, model reports): parseable;
-* the synthetic survey's parts (``mock/*.parquet/``): footers readable;
+* the synthetic survey's parts (``mock/*.parquet/``, or the directory itself when it is the
+  output of `bigcat mock`): footers readable, and each part of the rows, size and sha256
+  recorded in the survey's stamp (``.bigcat-mock.json``) when it was finished;
 * leftovers of interrupted writes (``.*.tmp``) are listed as notes, not problems.
 
 A damaged partition is recomputed (with a warning naming it) by running the same
-``bigcat process`` again; a damaged checkpoint by `bigcat train`.
+``bigcat process`` (``ingest``, ``crossmatch``, ``mock``) again; a damaged checkpoint by
+`bigcat train`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from bigcat.atomic import file_sha256, is_temporary
-from bigcat.catalog.store import BIGCAT_PROPERTIES, Catalog, catalog_problems
+from bigcat.catalog.store import BIGCAT_PROPERTIES, Catalog, catalog_problems, check_file_record
 from bigcat.errors import CatalogError, InputError
+from bigcat.runlock import staging_dir
+from bigcat.stages.mock import MOCK_STAMP, recorded_parts
+from bigcat.stages.partitions import next_root
 
 #: The catalogues of a run directory, in pipeline order.
 RUN_CATALOGS = (
@@ -131,16 +135,34 @@ def _verify_json(paths: list[Path], out: Verification) -> None:
             out.checked["files"] += 1
 
 
-def _verify_parquet_parts(root: Path, out: Verification) -> None:
+def _is_mock(path: Path) -> bool:
+    return (path / MOCK_STAMP).exists()
+
+
+def _verify_mock(root: Path, out: Verification) -> None:
+    """The parts of a synthetic survey: footers readable; with the records in its stamp (a
+    finished survey), rows, size and sha256 too, and none missing."""
+    records = recorded_parts(root)
+    if not records:
+        out.notes.append(
+            f"{root}: no file checksums recorded in {MOCK_STAMP} (the survey is unfinished, or "
+            "was written by an older bigcat): footers checked only"
+        )
+    seen = set()
     for path in sorted(root.rglob("*.parquet")):
         if not path.is_file() or is_temporary(path):
             continue
-        try:
-            pq.ParquetFile(path).metadata  # noqa: B018 - reading the footer is the check
-        except (OSError, pa.ArrowException) as exc:
-            out.problems.append(f"{path}: Parquet footer unreadable ({exc}): truncated or damaged")
+        name = path.relative_to(root).as_posix()
+        seen.add(name)
+        problem = check_file_record(path, records.get(name))
+        if problem is not None:
+            out.problems.append(f"{path}: {problem}")
         else:
             out.checked["files"] += 1
+    out.problems.extend(
+        f"{root / name}: the file is missing (the survey's stamp records it)"
+        for name in sorted(set(records) - seen)
+    )
 
 
 def verify_run(path: str | Path) -> Verification:
@@ -160,15 +182,32 @@ def verify_run(path: str | Path) -> Verification:
     out = Verification(path)
     if _is_catalog(path):
         _verify_catalog(path, out)
+    elif _is_mock(path):
+        _verify_mock(path, out)
     else:
         known = [path / name for name in RUN_CATALOGS if (path / name).is_dir()]
-        if not known and not (path / "run.json").exists() and not (path / "models").is_dir():
+        staged = [
+            staging_dir(path / name) for name in RUN_CATALOGS if staging_dir(path / name).is_dir()
+        ]
+        started = (path / "run.json").exists() or (path / "run.log").exists()
+        if not known and not staged and not started and not (path / "models").is_dir():
             raise InputError(
                 f"{path}: neither a run directory of `bigcat process` (no run.json, catalog/, "
-                "stages/ or models/) nor a catalogue (no partition_info.csv)."
+                f"stages/ or models/) nor a catalogue (no partition_info.csv) nor a synthetic "
+                f"survey of `bigcat mock` (no {MOCK_STAMP})."
             )
         for root in known:
             _verify_catalog(root, out)
+        out.problems.extend(
+            f"{stage}: an interrupted ingest (incomplete catalogue); the same command resumes it"
+            for stage in staged
+        )
+        out.notes.extend(
+            f"{nxt}: the unfinished new output of a run with other settings (incomplete); the "
+            f"finished {nxt.parent / nxt.name[1 : -len('.next')]} is whole until it replaces it"
+            for name in RUN_CATALOGS
+            if (nxt := next_root(path / name)).is_dir()
+        )
         if (path / "models").is_dir():
             _verify_checkpoints(path / "models", out)
         _verify_json(
@@ -180,7 +219,7 @@ def verify_run(path: str | Path) -> Verification:
             out,
         )
         if (path / "mock").is_dir():
-            _verify_parquet_parts(path / "mock", out)
+            _verify_mock(path / "mock", out)
     out.notes.extend(
         f"{p}: left by an interrupted write (harmless; removed by the next run)"
         for p in sorted(path.rglob(".*"))
@@ -201,8 +240,9 @@ def format_verification(result: Verification) -> str:
         lines.append(f"  {len(result.problems)} problem(s):")
         lines += [f"    {p}" for p in result.problems]
         lines.append(
-            "  Run the same `bigcat process` again to recompute damaged partitions (each is "
-            "named in a warning), `bigcat train` for a damaged checkpoint."
+            "  Run the same `bigcat process` (or `ingest`, `crossmatch`, `mock`: the command "
+            "that wrote the file) again to recompute damaged files (each is named in a "
+            "warning), `bigcat train` for a damaged checkpoint."
         )
     else:
         lines.append("  no problems found")

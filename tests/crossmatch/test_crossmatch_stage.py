@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
@@ -9,11 +11,12 @@ import pytest
 
 from bigcat.catalog.crossmatch import propagate, year_to_jd
 from bigcat.catalog.healpix import healpix29, pixel_at_order
-from bigcat.catalog.store import Catalog
+from bigcat.catalog.store import Catalog, partition_path
 from bigcat.config import Config, IngestConfig
 from bigcat.errors import CatalogError, InputError
 from bigcat.schema import CROSSMATCH_COLUMNS, INPUT_COLUMNS, NO_UNWISE_FLAGS
 from bigcat.stages.crossmatch import crossmatch, summary_line
+from bigcat.stages.verify import verify_run
 
 from .conftest import (
     TMASS_JD,
@@ -69,9 +72,9 @@ def test_proper_motions_recover_fast_movers_an_unpropagated_match_misses(tmp_pat
     assert not got[is_fast].any() and got[~is_fast].all()
 
 
-def test_one_to_one_and_pairs_across_a_partition_border(tmp_path, client):
-    """Partitions of order 3 (nside 8, fixed): stars just west of a border, counterparts just
-    east of it, in the neighbouring partition."""
+def _border_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int, int]:
+    """Gaia, 2MASS and unWISE tables across the border of two order-3 pixels (west, east),
+    one 2MASS source claimed from both sides (see the test below)."""
     ra_b, dec_b, west, east = border_point(3)
     ra_n, dec_n, west_n, east_n = border_point(3, dec0=dec_b + 20 / 3600)  # 20" north
     assert (west_n, east_n) == (west, east)
@@ -102,8 +105,18 @@ def test_one_to_one_and_pairs_across_a_partition_border(tmp_path, client):
     sources = [at(0.05), at(0.3, True), (west_inside[0] + 0.3 * step, west_inside[1])]
     tmass = tmass_table([s[0] for s in sources], [s[1] for s in sources], names=["R", "R3", "R4"])
     unwise = unwise_table(gaia.ra, gaia.dec)
-    config = Config(ingest=IngestConfig(nside=8, partition_rows=0))
-    cat = _run(tmp_path, client, gaia, tmass, unwise, config)
+    return gaia, tmass, unwise, west, east
+
+
+#: Fixed order-3 partitions, one per pixel.
+BORDER_CONFIG = Config(ingest=IngestConfig(nside=8, partition_rows=0))
+
+
+def test_one_to_one_and_pairs_across_a_partition_border(tmp_path, client):
+    """Partitions of order 3 (nside 8, fixed): stars just west of a border, counterparts just
+    east of it, in the neighbouring partition."""
+    gaia, tmass, unwise, west, east = _border_tables()
+    cat = _run(tmp_path, client, gaia, tmass, unwise, BORDER_CONFIG)
     pix = pixel_at_order(healpix29(gaia.ra.to_numpy(), gaia.dec.to_numpy()), 3)
     assert list(pix) == [west, east, west, west, west]
     assert sorted(cat.pixels) == sorted([(3, west), (3, east)])
@@ -120,6 +133,41 @@ def test_one_to_one_and_pairs_across_a_partition_border(tmp_path, client):
     assert np.isnan(rows.ks_m.iloc[1]) and np.isnan(rows.ks_m.iloc[4])
     counts = cat.properties["crossmatch"]
     assert counts["tmass_matched"] == 3 and counts["tmass_claims_resolved"] == 1
+
+
+def test_a_damaged_partition_is_found_and_recomputed_to_the_same_bytes(
+    tmp_path, client, caplog, damage_parquet
+):
+    """The partitions' records (rows, bytes, sha256; the patched part's as rewritten) are in
+    bigcat.json: a truncated or bit-flipped partition is listed by verify, and the re-run warns
+    naming it and makes the catalogue again, identical to the undamaged one."""
+    gaia, tmass, unwise, west, east = _border_tables()
+    paths = [
+        write(tmp_path / "in" / f"{n}.parquet", df)
+        for n, df in (("gaia", gaia), ("tmass", tmass), ("unwise", unwise))
+    ]
+    out = tmp_path / "cat"
+    cat = crossmatch(*paths, out, BORDER_CONFIG, client)
+    assert cat.properties["crossmatch"]["tmass_claims_resolved"] == 1  # a part was patched
+    assert sorted(cat.properties["partition_files"]) == [f"3/{west}", f"3/{east}"]
+    assert verify_run(out).ok
+    truncated, flipped = partition_path(out, 3, west), partition_path(out, 3, east)
+    before = {p: p.read_bytes() for p in (truncated, flipped)}
+    files = cat.properties["partition_files"]
+
+    damage_parquet(truncated, flipped, verify=out)
+
+    with caplog.at_level(logging.WARNING, "bigcat"):
+        again = crossmatch(*paths, out, BORDER_CONFIG, client)
+    assert "2 damaged partition file(s)" in caplog.text
+    assert str(truncated) in caplog.text and str(flipped) in caplog.text
+    assert {p: p.read_bytes() for p in before} == before  # the undamaged run's files
+    assert again.properties["partition_files"] == files
+    assert verify_run(out).ok and not (tmp_path / "cat.partial").exists()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "bigcat"):  # whole again: reused as it is
+        crossmatch(*paths, out, BORDER_CONFIG, client)
+    assert "up to date" in caplog.text and "damaged partition" not in caplog.text
 
 
 def test_missing_counterparts_keep_nan_and_are_counted(tmp_path, client):

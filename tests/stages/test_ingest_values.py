@@ -127,3 +127,24 @@ def test_an_extra_column_named_like_an_output_column_is_refused(tmp_path, input_
     t.to_parquet(tmp_path / "a.parquet")
     with pytest.raises(InputError, match="'_'|feh.*bigcat adds"):
         plan_ingest([tmp_path / "a.parquet"], CONFIG)
+
+
+def test_keep_columns_selects_the_extra_columns(tmp_path, input_table):
+    t = input_table(30)
+    t["my_id"], t["my_flag"], t["note"] = "x", 1, "n"
+    t.to_parquet(tmp_path / "a.parquet")
+    files = [tmp_path / "a.parquet"]
+
+    def plan(keep):
+        return plan_ingest(files, CONFIG.replace("ingest", keep_columns=keep))
+
+    assert plan("all").keep == ("my_id", "my_flag", "note")
+    assert plan("none").keep == ()
+    assert plan(["note", "my_id"]).keep == ("note", "my_id")
+    assert plan("my_flag, note").keep == ("my_flag", "note")  # as --keep-columns gives it
+    with pytest.raises(InputError, match=r"a\.parquet: no column\(s\) survey_name.*my_id"):
+        plan(["my_id", "survey_name"])
+    with pytest.raises(InputError, match="parallax is not an extra column"):
+        plan(["parallax"])
+    # the selection is part of the catalogue's fingerprint: another one is a new catalogue
+    assert plan("none").fingerprint != plan("all").fingerprint

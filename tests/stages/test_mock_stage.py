@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ import pytest
 
 from bigcat.errors import InputError
 from bigcat.schema import APOGEE_COLUMNS, INPUT_COLUMNS, LAMOST_COLUMNS
-from bigcat.stages.mock import make_mock
+from bigcat.stages.mock import MOCK_STAMP, TABLES, make_mock
+from bigcat.stages.verify import verify_run
 from bigcat.synthetic import MockParams
 
 
@@ -88,6 +90,44 @@ def test_mock_resume_keeps_finished_chunks(tmp_path, client):
     assert first.stat().st_mtime_ns == stamp
     assert (out / "truth.parquet" / "part-00002.parquet").exists()
     pd.testing.assert_frame_equal(before, _read(out / "photometry.parquet"))
+
+
+def test_mock_rerun_recomputes_damaged_chunks_naming_them(tmp_path, client, caplog, damage_parquet):
+    """The finished survey's stamp records each part (rows, bytes, sha256): a truncated or
+    bit-flipped part is listed by verify, and the re-run warns naming it and makes its chunk
+    again, byte for byte; the undamaged chunk is kept."""
+    out = tmp_path / "m"
+    make_mock(client, MockParams(seed=5), 3_000, out, chunk_rows=1_000)
+    parts = sorted(out.rglob("part-*.parquet"))
+    before = {p: p.read_bytes() for p in parts}
+    recorded = json.loads((out / MOCK_STAMP).read_text())["files"]
+    assert sorted(recorded) == sorted(p.relative_to(out).as_posix() for p in parts)
+    assert len(parts) == 3 * len(TABLES) and verify_run(out).ok
+    truncated = out / "photometry.parquet" / "part-00000.parquet"
+    flipped = out / "truth.parquet" / "part-00001.parquet"
+    kept = out / "photometry.parquet" / "part-00002.parquet"
+    kept_mtime = kept.stat().st_mtime_ns
+
+    damage_parquet(truncated, flipped, verify=out)
+
+    with caplog.at_level(logging.WARNING, "bigcat"):
+        make_mock(client, MockParams(seed=5), 3_000, out, chunk_rows=1_000)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2 and "recomputed" in warned[0]
+    assert any(str(truncated) in w for w in warned) and any(str(flipped) in w for w in warned)
+    assert {p: p.read_bytes() for p in parts} == before  # as the undamaged run wrote them
+    assert kept.stat().st_mtime_ns == kept_mtime  # chunk 2 was not made again
+    assert json.loads((out / MOCK_STAMP).read_text())["files"] == recorded
+    assert verify_run(out).ok
+
+    # a survey without records (an older bigcat): trusted on its footers and recorded now
+    stamp = json.loads((out / MOCK_STAMP).read_text())
+    del stamp["files"]
+    (out / MOCK_STAMP).write_text(json.dumps(stamp))
+    assert any("no file checksums" in n for n in verify_run(out).notes)
+    make_mock(client, MockParams(seed=5), 3_000, out, chunk_rows=1_000)
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert json.loads((out / MOCK_STAMP).read_text())["files"] == recorded
 
 
 def test_cli_mock_galaxy_writes_its_name_and_values(tmp_path):

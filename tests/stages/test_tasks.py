@@ -35,3 +35,40 @@ def test_tasks_run_with_glibc_thresholds_and_errors_pass_through(client):
 
     with pytest.raises(InputError, match="row 3: bad"):
         run_tasks(client, bad, [("t", (3,))], "test")
+
+
+def _slow_write(path: str, seconds: float) -> str:
+    import time
+    from pathlib import Path
+
+    time.sleep(seconds)
+    Path(path).write_text("done")
+    return path
+
+
+def test_a_stopped_stage_waits_for_its_running_writers(client, tmp_path):
+    """Stopped (here by an exception from ``on_done``, as Ctrl-C would), run_tasks returns
+    only once the cancelled tasks still running on the workers have ended, so nothing writes
+    into the output after the caller releases its lock. Without ``writes_files`` it does not
+    wait."""
+    import time
+
+    import pytest
+
+    def stop(_result):
+        raise KeyboardInterrupt
+
+    # one worker runs the slow task while the other finishes the quick one
+    tasks = [("slow", (str(tmp_path / "slow"), 2.0)), ("quick", (str(tmp_path / "quick"), 0.0))]
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(client, _slow_write, tasks, "test", on_done=stop, writes_files=True)
+    assert (tmp_path / "slow").exists()  # it was waited for
+
+    other = tmp_path / "other"
+    other.mkdir()
+    tasks = [("slow", (str(other / "slow"), 2.0)), ("quick", (str(other / "quick"), 0.0))]
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(client, _slow_write, tasks, "test", on_done=stop)
+    assert time.monotonic() - t0 < 1.9 and not (other / "slow").exists()
+    time.sleep(2.5)  # leave the cluster idle for the next test
