@@ -918,8 +918,9 @@ def analyze_vertex_cmd(
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 def verify(run_dir):
-    """Check a run directory (or a catalogue) for damaged files: partition footers, row
-    counts and checksums, checkpoints. Exit status 1 listing what is wrong, 0 when clean."""
+    """Check a run directory (or a catalogue, or a `bigcat mock` survey) for damaged or
+    unfinished files: partition footers, row counts and checksums, checkpoints, the survey's
+    parts. Exit status 1 listing what is wrong, 0 when clean."""
     from bigcat.stages.verify import format_verification, verify_run
 
     result = verify_run(run_dir)

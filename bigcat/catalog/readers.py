@@ -124,6 +124,16 @@ def _numpy_kind(dt: np.dtype) -> str:
     return "other"
 
 
+def pandas_index_columns(schema: pa.Schema) -> set[str]:
+    """Columns a pandas index was stored in (``DataFrame.to_parquet`` of a filtered frame
+    writes ``__index_level_0__``): row labels, not data, so not input columns."""
+    try:
+        meta = schema.pandas_metadata or {}
+    except (ValueError, TypeError):  # unreadable pandas metadata: no index columns known
+        return set()
+    return {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+
+
 def read_column_kinds(path: Path) -> tuple[dict[str, str], int | None]:
     """Column name -> logical kind ('int', 'float', ...) and row count (None if unknown).
 
@@ -139,7 +149,9 @@ def read_column_kinds(path: Path) -> tuple[dict[str, str], int | None]:
         if fmt == "parquet":
             pf = pq.ParquetFile(path)
             schema = pf.schema_arrow
-            return {f.name: _arrow_kind(f.type) for f in schema}, pf.metadata.num_rows
+            index = pandas_index_columns(schema)
+            kinds = {f.name: _arrow_kind(f.type) for f in schema if f.name not in index}
+            return kinds, pf.metadata.num_rows
         if fmt == "csv":
             return _csv_kinds(path), None
         from astropy.io import fits

@@ -325,3 +325,67 @@ def test_partition_path_is_hats_layout() -> None:
         for pixel in {0, 12 * 4**order - 1, *rng.integers(0, 12 * 4**order, 5).tolist()}:
             ref = hats_paths.pixel_catalog_file(Path("/cat"), HealpixPixel(order, pixel))
             assert str(partition_path("/cat", order, pixel)) == str(ref)
+
+
+def test_merge_tasks_read_only_the_shards_that_hold_their_sky():
+    """Shards record their _healpix_29 range; a merge group gets the shards meeting its own
+    range (an input sorted on the sky: a few; a shard without a range: every group)."""
+    from bigcat.stages.ingest import (
+        MERGE_MAX_ROWS,
+        SHARD_ROW_GROUP_ROWS,
+        merge_group_rows,
+        shards_per_group,
+    )
+
+    groups = [[(2, 0), (2, 1)], [(1, 1)], [(2, 8)]]
+    lo0, _ = pixel_index_range(2, 0)
+    _, hi1 = pixel_index_range(2, 1)
+    lo_p, _ = pixel_index_range(1, 1)
+    lo8, hi8 = pixel_index_range(2, 8)
+    ranges = {
+        "a": [lo0, hi1 - 1],  # exactly the first group
+        "b": [hi1 - 1, lo_p + 5],  # straddles the first two
+        "c": [lo8 + 1, lo8 + 1],  # one row, in the third
+        "far": [hi8, hi8 + 10],  # after every group
+    }
+    got = shards_per_group(groups, ["a", "b", "c", "far", "old"], ranges)
+    assert got == [["a", "b", "old"], ["b", "old"], ["c", "old"]]
+    # merge tasks grow with the number of shards (bounded), never below the task target
+    assert merge_group_rows(60_000, 1) == 60_000
+    assert merge_group_rows(60_000, 20) == SHARD_ROW_GROUP_ROWS * 20
+    assert merge_group_rows(60_000, 10_000) == MERGE_MAX_ROWS
+
+
+def test_an_input_sorted_on_the_sky_is_merged_from_its_own_shards(
+    tmp_path, client, input_table, monkeypatch
+):
+    """Two files covering two halves of the sky (base pixels 0-5 and 6-11): each merge task
+    reads only the two shards of its half, and the catalogue is the one made from the same
+    rows in one unsorted file."""
+    from bigcat.stages import ingest as ingest_module
+
+    table = input_table(4_000, 3)
+    first_half = pixel_at_order(healpix29(table["ra"].to_numpy(), table["dec"].to_numpy()), 0) < 6
+    table[first_half].to_parquet(tmp_path / "a.parquet")
+    table[~first_half].to_parquet(tmp_path / "b.parquet")
+    table.sample(frac=1.0, random_state=1).to_parquet(tmp_path / "all.parquet")
+    config = Config(ingest=IngestConfig(nside=4, chunk_rows=1_200, partition_rows=0))
+    seen: list[int] = []
+    original = ingest_module.shards_per_group
+
+    def counting(groups, shard_files, ranges):
+        out = original(groups, shard_files, ranges)
+        seen.extend(len(s) for s in out)
+        return out
+
+    monkeypatch.setattr(ingest_module, "shards_per_group", counting)
+    monkeypatch.setattr(ingest_module, "merge_group_rows", lambda *_: 500)  # several tasks
+    split = ingest([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "s", config, client)
+    # 4 shards in all: each task reads its half's 2 (one group may straddle the halves)
+    assert len(seen) > 2 and seen.count(2) >= len(seen) - 1
+    whole = ingest([tmp_path / "all.parquet"], tmp_path / "w", config, client)
+    assert split.pixels == whole.pixels
+    # the files hold pandas' index (__index_level_0__): row labels, not an extra column
+    assert not [c for c in split.read_partition(*split.pixels[0]).columns if "index" in c]
+    for op in whole.pixels:
+        pd.testing.assert_frame_equal(split.read_partition(*op), whole.read_partition(*op))
