@@ -420,6 +420,27 @@ def merge_group_rows(target_task_rows: int, n_shards: int) -> int:
     return int(min(MERGE_MAX_ROWS, max(target_task_rows, SHARD_ROW_GROUP_ROWS * n_shards)))
 
 
+def read_sorted_range(path: Path, lo: int, hi: int) -> pa.Table:
+    """The rows of a shard (sorted by ``_healpix_29``) with ``lo <= _healpix_29 < hi``: only
+    the row groups whose statistics meet the range are read, then cut by binary search
+    (what ``pq.read_table(filters=...)`` does, without the dataset machinery it sets up per
+    call: a merge task reads hundreds of shards)."""
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    col = pf.schema_arrow.get_field_index(HEALPIX29)
+    groups = []
+    for i in range(md.num_row_groups):
+        stats = md.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max or (stats.max >= lo and stats.min < hi):
+            groups.append(i)
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    table = pf.read_row_groups(groups)
+    h29 = table.column(HEALPIX29).to_numpy()
+    a, b = np.searchsorted(h29, [lo, hi], side="left")
+    return table.slice(int(a), int(b - a))
+
+
 def merge_pixels(
     partitions: list[tuple[int, int]],
     shard_files: list[str],
@@ -458,10 +479,7 @@ def merge_pixels(
     lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
     parts = []
     for name in shard_files:
-        table = pq.read_table(
-            Path(staging) / "shards" / name,
-            filters=[(HEALPIX29, ">=", lo), (HEALPIX29, "<", hi)],
-        )
+        table = read_sorted_range(Path(staging) / "shards" / name, lo, hi)
         if table.num_rows:
             parts.append(table)
     # shards may differ in an extra column's type (all null in one chunk): promote
