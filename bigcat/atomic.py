@@ -145,6 +145,17 @@ def write_json_atomic(data: Any, path: str | Path, **dumps: Any) -> Path:
     return write_text_atomic(text if text.endswith("\n") else text + "\n", path)
 
 
+def read_json_key(path: str | Path, key: str, kind: type) -> Any:
+    """The value under ``key`` of the JSON object in ``path`` if it is a ``kind``; None for a
+    missing or unreadable file, another JSON value, or a value of another type."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, kind) else None
+
+
 def write_parquet_atomic(data: Any, path: str | Path, **options: Any) -> Path:
     """Write a pandas frame (its index dropped) or a pyarrow table as Parquet, atomically.
 

@@ -54,7 +54,7 @@ import dask
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from distributed import Client, as_completed
+from distributed import Client
 from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
 
 from bigcat import __version__
@@ -102,7 +102,7 @@ from bigcat.schema import (
     ZEROPOINT_COLUMNS,
 )
 from bigcat.stages.ingest import ingest
-from bigcat.stages.tasks import _run_in_worker, progress_bar, run_tasks, wait_for_stragglers
+from bigcat.stages.tasks import _run_in_worker, follow_futures, run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -1240,21 +1240,7 @@ def _compute_with_progress(client: Client, tasks: list, label: str) -> list:
         # the frames lsdb.from_dataframe holds travel with the graph (files: a few million rows)
         warnings.filterwarnings("ignore", message="Sending large graph")
         futures = client.compute(tasks)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list = [None] * len(futures)
-    with progress_bar() as progress:
-        bar = progress.add_task(label, total=len(futures))
-        try:
-            for future in as_completed(futures):
-                if future.status == "error":
-                    raise future.exception()  # type: ignore[misc]
-                results[index[future.key]] = future.result()
-                progress.advance(bar)
-        except BaseException:
-            client.cancel(futures)
-            wait_for_stragglers(client, {str(f.key) for f in futures})  # they write parts
-            raise
-    return results
+    return follow_futures(client, futures, label, writes_files=True)  # they write parts
 
 
 def summary_line(catalog: Catalog, seconds: float | None = None) -> str:

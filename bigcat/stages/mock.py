@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from distributed import Client
 
 from bigcat import __version__
-from bigcat.atomic import write_json_atomic
+from bigcat.atomic import read_json_key, write_json_atomic
 from bigcat.catalog.store import (
     check_file_record,
     file_fingerprint,
@@ -72,12 +72,7 @@ def _part(out: Path, table: str, chunk: int) -> Path:
 def recorded_parts(out: str | Path) -> dict[str, dict]:
     """The file records (:func:`part_name` -> rows, bytes, sha256) in the stamp of the survey
     at ``out`` (empty if none, or unreadable)."""
-    try:
-        stamp = json.loads((Path(out) / MOCK_STAMP).read_text())
-    except (OSError, ValueError):
-        return {}
-    files = stamp.get("files") if isinstance(stamp, dict) else None
-    return files if isinstance(files, dict) else {}
+    return read_json_key(Path(out) / MOCK_STAMP, "files", dict) or {}
 
 
 def _reusable_chunk(

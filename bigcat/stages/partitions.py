@@ -28,6 +28,7 @@ from distributed import Client
 from bigcat.atomic import (
     FSYNC,
     disk_full_as_error,
+    read_json_key,
     replace_directory,
     replace_file,
     temporary_path,
@@ -339,12 +340,7 @@ def next_root(out_root: Path) -> Path:
 
 def finished_fingerprint(root: Path) -> str | None:
     """The fingerprint of the stage output finalised at ``root`` (None if none is)."""
-    try:
-        props = json.loads((Path(root) / BIGCAT_PROPERTIES).read_text())
-    except (OSError, ValueError):
-        return None
-    fp = props.get("fingerprint") if isinstance(props, dict) else None
-    return fp if isinstance(fp, str) else None
+    return read_json_key(Path(root) / BIGCAT_PROPERTIES, "fingerprint", str)
 
 
 def stage_write_root(out_root: Path, fingerprint: str) -> Path:
@@ -370,12 +366,7 @@ def stage_write_root(out_root: Path, fingerprint: str) -> Path:
 def recorded_files(root: Path) -> dict[str, dict]:
     """The file records (``"order/pixel"`` -> rows, bytes, sha256) of the catalogue last
     finalised at ``root`` (empty if none, or unreadable)."""
-    try:
-        props = json.loads((Path(root) / BIGCAT_PROPERTIES).read_text())
-    except (OSError, ValueError):
-        return {}
-    files = props.get("partition_files") if isinstance(props, dict) else None
-    return files if isinstance(files, dict) else {}
+    return read_json_key(Path(root) / BIGCAT_PROPERTIES, "partition_files", dict) or {}
 
 
 def stage_fingerprint(catalog: Catalog, **parts: Any) -> str:

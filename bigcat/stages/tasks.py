@@ -137,6 +137,24 @@ def run_tasks(
         client.submit(_run_pickled, func, *args, key=key, pure=False, **common)
         for key, (_, args) in zip(keys, tasks, strict=True)
     ]
+    return follow_futures(
+        client, futures, label, decode=pickle.loads, on_done=on_done, writes_files=writes_files
+    )
+
+
+def follow_futures(
+    client: Client,
+    futures: Sequence[Any],
+    label: str,
+    *,
+    decode: Callable[[Any], Any] | None = None,
+    on_done: Callable[[Any], None] | None = None,
+    writes_files: bool = False,
+) -> list[Any]:
+    """Results of ``futures`` in their order, followed with bigcat's progress bar as they
+    complete (``decode`` applied to each, then ``on_done``). The first failure, or a stop,
+    cancels the rest and is re-raised unchanged; with ``writes_files`` the cancelled tasks
+    still running are waited for first (:func:`run_tasks`)."""
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     with progress_bar() as progress:
@@ -146,7 +164,8 @@ def run_tasks(
                 if future.status == "error":
                     exc = future.exception()
                     raise exc  # type: ignore[misc]
-                results[index[future.key]] = pickle.loads(future.result())
+                result = future.result()
+                results[index[future.key]] = result if decode is None else decode(result)
                 if on_done is not None:
                     on_done(results[index[future.key]])
                 progress.advance(bar)

@@ -203,10 +203,10 @@ def verify_run(path: str | Path) -> Verification:
             for stage in staged
         )
         out.notes.extend(
-            f"{nxt}: the unfinished new output of a run with other settings (incomplete); the "
-            f"finished {nxt.parent / nxt.name[1 : -len('.next')]} is whole until it replaces it"
+            f"{next_root(path / name)}: the unfinished new output of a run with other settings "
+            f"(incomplete); the finished {path / name} is whole until it replaces it"
             for name in RUN_CATALOGS
-            if (nxt := next_root(path / name)).is_dir()
+            if next_root(path / name).is_dir()
         )
         if (path / "models").is_dir():
             _verify_checkpoints(path / "models", out)
