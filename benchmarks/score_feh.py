@@ -10,12 +10,24 @@ feh - true_feh:
 * per tercile of the distance error d / d_true (near, middle, far) and far minus near (target
   within +-0.05): a distance error that moves [Fe/H] fakes a vertical gradient;
 * the end bins: true [Fe/H] < -1.5 and >= 0.5 (target within +-0.15), for each [Fe/H] column
-  given with --columns (e.g. feh and feh_debiased).
+  given with --columns (e.g. feh and feh_debiased);
+* at fixed true [Fe/H] (0.25-dex bins): far minus near per bin and their star-weighted mean
+  (what is left of far-near once the true metallicity's own correlation with the distance
+  error is taken out), and the median residual per G bin (how the shrinkage towards the
+  labels' mean grows with faintness);
+* with --decompose: far minus near of the stage-2 mean network evaluated with its
+  absolute-magnitude inputs at the median distance and at the TRUE distance (the part of
+  far-near that goes through the distance inputs, against the part with a common cause);
+* with --oracle N: the floor of the method on this photometry. The stage-2 network (the
+  package's settings) is trained on N randomly chosen scored giants with their TRUE [Fe/H]
+  as labels (representative of the population, noise-free: no covariate shift, no label
+  noise), and scored on the giants left; it is trained as the pipeline trains it, so what it
+  misses no choice of labelled sample can give (its pull sd uses the pipeline's feh_error).
 
 Only this script reads truth. Usage::
 
     python benchmarks/score_feh.py RUN_DIR [--truth MOCK/truth.parquet] [--columns feh ...]
-        [--json OUT.json]
+        [--json OUT.json] [--decompose] [--oracle N]
 """
 
 from __future__ import annotations
@@ -29,12 +41,16 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from bigcat.analysis.stats import robust_scatter
+from bigcat.stages.metallicity import FEATURES
 
 MAG_BINS = [(-np.inf, 15.0), (15.0, 16.0), (16.0, 17.0), (17.0, np.inf)]
+#: true-[Fe/H] bins of the fixed-metallicity diagnostics
+TRUE_FEH_EDGES = np.round(np.arange(-2.0, 0.76, 0.25), 2)
 
 
 def load(run_dir: Path, truth: Path, columns: list[str]) -> pd.DataFrame:
     want = ["source_id", "quality_ok", "is_giant", "phot_g_mean_mag", "distance_pc", "feh_error"]
+    want += FEATURES
     cat = ds.dataset(run_dir / "catalog" / "dataset", format="parquet", exclude_invalid_files=True)
     have = set(cat.schema.names)
     cols = [c for c in dict.fromkeys(want + columns + [f"{c}_error" for c in columns]) if c in have]
@@ -95,7 +111,97 @@ def score_column(df: pd.DataFrame, col: str) -> dict:
         "n_low": int((true < -1.5).sum()),
         "n_high": int((true >= 0.5).sum()),
     }
+    out["fixed_true_feh"] = fixed_true_feh(res, true, g, terc)
     return out
+
+
+def fixed_true_feh(res: np.ndarray, true: np.ndarray, g: np.ndarray, terc: dict) -> dict:
+    """Far minus near and the median residual per G bin within bins of true [Fe/H]."""
+    bins, weights, values = [], [], []
+    for lo, hi in zip(TRUE_FEH_EDGES[:-1], TRUE_FEH_EDGES[1:], strict=True):
+        m = (true >= lo) & (true < hi)
+        far, near = m & terc["far"], m & terc["near"]
+        if far.sum() < 50 or near.sum() < 50:
+            continue
+        fn = float(np.median(res[far]) - np.median(res[near]))
+        by_g = {}
+        for glo, ghi in MAG_BINS:
+            mg = m & (g >= glo) & (g < ghi)
+            by_g[f"{glo:g}-{ghi:g}"] = float(np.median(res[mg])) if mg.sum() >= 50 else None
+        bins.append(
+            {
+                "lo": float(lo),
+                "hi": float(hi),
+                "n": int(m.sum()),
+                "far_minus_near": fn,
+                "median_by_g": by_g,
+            }
+        )
+        weights.append(m.sum())
+        values.append(fn)
+    mean = float(np.average(values, weights=weights)) if values else None
+    return {"bins": bins, "far_minus_near_mean": mean}
+
+
+def decompose(df: pd.DataFrame, run_dir: Path) -> dict:
+    """Far minus near of the stage-2 mean network at the median and at the true distance."""
+    from bigcat.nn.predict import mean_network_predict
+    from bigcat.stages.metallicity import load_stage2_model
+
+    model = load_stage2_model(run_dir / "models" / "stage2")[0]
+    X = df[list(FEATURES)].to_numpy(np.float64)
+    ratio = df["distance_pc"].to_numpy(np.float64) / df["true_distance_pc"].to_numpy(np.float64)
+    ok = np.isfinite(ratio) & np.isfinite(X).all(axis=1)
+    X, ratio, true = X[ok], ratio[ok], df["true_feh"].to_numpy(np.float64)[ok]
+    at_true = X.copy()
+    cols = [i for i, f in enumerate(FEATURES) if f.startswith("abs_")]
+    at_true[:, cols] += 5.0 * np.log10(ratio)[:, None]  # M = m - 5 log10(d / 10 pc)
+    q1, q2 = np.quantile(ratio, [1 / 3, 2 / 3])
+    near, far = ratio < q1, ratio >= q2
+    out = {}
+    for name, x in (("median_distance", X), ("true_distance", at_true)):
+        res = mean_network_predict(model, x) - true
+        out[name] = {
+            "robust_scatter": robust_scatter(res),
+            "far_minus_near": float(np.median(res[far]) - np.median(res[near])),
+        }
+    return out
+
+
+def oracle(df: pd.DataFrame, n: int, seed: int = 3) -> tuple[pd.DataFrame, dict]:
+    """The stage-2 network trained on ``n`` random rows of ``df`` with true [Fe/H] labels
+    (and n / 6 more for validation), scored on the rest."""
+    from bigcat.config import Config
+    from bigcat.nn.fit import train_network
+    from bigcat.nn.predict import mean_network_predict
+    from bigcat.stages.metallicity import train_config, training_weight
+
+    ok = np.isfinite(df[list(FEATURES)].to_numpy(np.float64)).all(axis=1)
+    df = df[ok].reset_index(drop=True)
+    if len(df) < 2 * n:
+        raise SystemExit(f"--oracle {n}: only {len(df):,} scored giants; give at most half.")
+    s = Config().stage2
+    order = np.random.default_rng(seed).permutation(len(df))
+    fit, val, rest = order[:n], order[n : n + n // 6], order[n + n // 6 :]
+    X = df[list(FEATURES)].to_numpy(np.float64)
+    y = df["true_feh"].to_numpy(np.float64)
+    e = np.full(len(df), 0.05)  # a nominal label error (the labels are exact)
+    w = training_weight(y, s.c_weight)
+    model = train_network(
+        X[fit],
+        y[fit],
+        e[fit],
+        list(FEATURES),
+        train_config(s, seed),
+        weight=w[fit],
+        X_val=X[val],
+        y_val=y[val],
+        y_err_val=e[val],
+        weight_val=w[val],
+    )
+    scored = df.iloc[rest].reset_index(drop=True)
+    scored["oracle"] = mean_network_predict(model, X[rest])
+    return scored, score_column(scored, "oracle")
 
 
 def show(col: str, r: dict) -> None:
@@ -118,6 +224,20 @@ def show(col: str, r: dict) -> None:
     lo = "n/a" if e["feh<-1.5"] is None else f"{e['feh<-1.5']:+.3f}"
     hi = "n/a" if e["feh>=0.5"] is None else f"{e['feh>=0.5']:+.3f}"
     print(f"  end bins: [Fe/H] < -1.5 {lo} (n={e['n_low']:,}), >= 0.5 {hi} (n={e['n_high']:,})")
+    f = r["fixed_true_feh"]
+    if f["far_minus_near_mean"] is not None:
+        print(
+            f"  at fixed true [Fe/H]: far-near {f['far_minus_near_mean']:+.3f} (star-weighted mean "
+            "over 0.25-dex bins); median residual per G bin (<15 / 15-16 / 16-17 / >17):"
+        )
+        for b in f["bins"]:
+            gs = " / ".join(
+                "  n/a " if v is None else f"{v:+.3f}" for v in b["median_by_g"].values()
+            )
+            print(
+                f"    true [Fe/H] {b['lo']:+.2f}..{b['hi']:+.2f} n={b['n']:>7,}  "
+                f"far-near {b['far_minus_near']:+.3f}  by G {gs}"
+            )
 
 
 def main() -> None:
@@ -126,6 +246,18 @@ def main() -> None:
     ap.add_argument("--truth", type=Path, default=None)
     ap.add_argument("--columns", nargs="*", default=["feh"])
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--oracle",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train the stage-2 network on N random giants with true labels: the method's floor",
+    )
+    ap.add_argument(
+        "--decompose",
+        action="store_true",
+        help="far-near of the mean network at the median and at the true distance",
+    )
     args = ap.parse_args()
     truth = args.truth or args.run_dir / "mock" / "truth.parquet"
     df = load(args.run_dir, truth, args.columns)
@@ -136,6 +268,20 @@ def main() -> None:
             continue
         results[col] = score_column(df.dropna(subset=[col]), col)
         show(col, results[col])
+    if args.decompose:
+        results["decompose"] = d = decompose(df, args.run_dir)
+        print("\nstage-2 mean network, absolute-magnitude inputs at the:")
+        for name, r in d.items():
+            print(
+                f"  {name.replace('_', ' '):<16} robust scatter {r['robust_scatter']:.3f}  "
+                f"far-near {r['far_minus_near']:+.3f}"
+            )
+    if args.oracle:
+        scored, results["oracle"] = oracle(df, args.oracle)
+        show(f"feh on the oracle's scored giants ({len(scored):,})", score_column(scored, "feh"))
+        show(
+            f"oracle: trained on {args.oracle:,} random giants with true [Fe/H]", results["oracle"]
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

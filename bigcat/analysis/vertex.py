@@ -513,10 +513,7 @@ def fit_vertex(
         "converged": converged,
         "rhat_vertex": rhat,
         "constrained": constrained,
-        "verdict": (
-            ("converged" if converged else "NOT converged")
-            + ("" if constrained else "; not constrained: the posterior fills much of the prior")
-        ),
+        "verdict": _verdict(converged, constrained, done, tau_v[0], n_eff, mcse, half, p),
         "n_walkers": p.n_walkers,
         "n_burn": p.n_burn,
         "n_steps": done,
@@ -529,6 +526,36 @@ def fit_vertex(
         "cov_major_kms2": med_covs[0].tolist(),
         "cov_minor_kms2": med_covs[1].tolist(),
     }
+
+
+def _verdict(
+    converged: bool,
+    constrained: bool,
+    steps: int,
+    tau: float,
+    n_eff: float | None,
+    mcse: float | None,
+    half: float,
+    p: VertexParams,
+) -> str:
+    """The fit's verdict in words. A chain that did not converge says by how much (steps in
+    autocorrelation times of the angle, effective draws, each against what is needed) and how
+    large its Monte-Carlo error of the median is against the posterior's half-width, which is
+    what tells a user whether the shortfall matters for the quoted angle."""
+    if converged:
+        text = "converged"
+    elif not (math.isfinite(tau) and tau > 0 and n_eff is not None and mcse is not None):
+        text = "NOT converged: no autocorrelation time could be estimated"
+    else:
+        text = (
+            f"NOT converged: {steps} steps are {steps / tau:.1f} autocorrelation times of the "
+            f"angle ({p.converged_tau_factor:g} needed), {n_eff:.0f} effective draws "
+            f"({p.target_ess:g} needed); Monte-Carlo error of the median {mcse:.2f} deg "
+            f"against a 68% half-width of {half:.2f} deg"
+        )
+    if not constrained:
+        text += "; not constrained: the posterior fills much of the prior"
+    return text
 
 
 def _fit_job(job: tuple[np.ndarray, np.ndarray, str, VertexParams, int]) -> dict[str, Any]:
@@ -605,7 +632,7 @@ def analyze_vertex(
             res["n_stars"],
             res["acceptance_fraction"],
             "-" if res["autocorr_time"] is None else f"{res['autocorr_time']:.0f}",
-            "converged" if res["converged"] else "NOT converged",
+            res["verdict"],
         )
     return {
         "samples": out,

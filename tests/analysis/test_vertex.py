@@ -200,6 +200,28 @@ def test_fit_zeroed_and_determinism() -> None:
     assert a == b
     assert a["vertex_deg"] != c["vertex_deg"]
     assert a["mean_major_kms"] == [0.0, 0.0, 0.0] and a["variant"] == "zeroed"
+    # 30 steps cannot converge: the verdict says by how much, against what is needed
+    assert not a["converged"] and a["verdict"].startswith("NOT converged: 30 steps are ")
+    tau = a["autocorr_time_vertex"]
+    assert f"{30 / tau:.1f} autocorrelation times of the angle (20 needed)" in a["verdict"]
+    assert f"{a['n_effective_vertex']:.0f} effective draws (800 needed)" in a["verdict"]
+    assert f"Monte-Carlo error of the median {a['mcse_vertex_deg']:.2f} deg" in a["verdict"]
+
+
+def test_verdict_words() -> None:
+    p = vx.VertexParams()
+    assert vx._verdict(True, True, 900, 30.0, 1400.0, 0.1, 2.0, p) == "converged"
+    unc = vx._verdict(True, False, 900, 30.0, 1400.0, 0.1, 20.0, p)
+    assert unc == "converged; not constrained: the posterior fills much of the prior"
+    assert vx._verdict(False, True, 900, float("nan"), None, None, 2.0, p) == (
+        "NOT converged: no autocorrelation time could be estimated"
+    )
+    text = vx._verdict(False, True, 4000, 250.0, 768.0, 0.12, 2.5, p)
+    assert text == (
+        "NOT converged: 4000 steps are 16.0 autocorrelation times of the angle (20 needed), "
+        "768 effective draws (800 needed); Monte-Carlo error of the median 0.12 deg against "
+        "a 68% half-width of 2.50 deg"
+    )
 
 
 def test_sample_seed_depends_on_names_only() -> None:
