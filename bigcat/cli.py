@@ -906,7 +906,7 @@ def analyze_vertex_cmd(
             mc_text = f"{mc:.2f} deg" if mc is not None and math.isfinite(mc) else "unknown"
             value += (
                 " (chains NOT converged by the tau rule; Monte-Carlo error of the angle "
-                f"{mc_text}; [vertex] n_steps sets the chain length)"
+                f"{mc_text}; the fit's verdict in vertex.json says by how much)"
             )
         lines.append(
             f"  {row['sample']:<10} {row['variant']:<6} ({row['feh_range']}, n = {row['n_stars']:,}): {value}"
