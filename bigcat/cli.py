@@ -875,6 +875,7 @@ def analyze_vertex_cmd(
     n_workers,
 ):
     """Vertex deviation of the bar per [Fe/H] sample: vertex.json, Fig. 12, 13 and Table 3."""
+    from bigcat.analysis.vertex import describe_cut_counts
     from bigcat.stages.analyze import open_analysis_catalog, run_vertex
 
     config = _config(config_path, scheduler, n_workers)
@@ -898,6 +899,9 @@ def analyze_vertex_cmd(
         f"{out['partitions_read']:,} of {out['partitions_total']:,} partitions; "
         f"{out['seconds']:.1f} s",
     ]
+    cascade = describe_cut_counts(out.get("cut_counts"))
+    if cascade:
+        lines.append(f"  selection: {cascade}")
     for row in out.get("table3", []):
         angle, err = row["vertex_deg"], row["vertex_err_deg"]
         value = f"{angle:.2f} +/- {err:.2f} deg" if angle is not None else "not fitted"

@@ -200,12 +200,72 @@ def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
         )
 
 
-def vertex_samples(df: pd.DataFrame, params: VertexParams | None = None) -> pd.DataFrame:
-    """Rows of one partition that pass METHOD.md section 8's selection.
+#: The section-8 cuts in the order they are applied; ``selection_masks`` gives the rows
+#: passing each one and all before it ("rows": every row read).
+VERTEX_CUTS = (
+    "rows",
+    "box",
+    "distance_window",
+    "distance_sigma",
+    "feh_error",
+    "radial_velocity",
+    "velocity_sigma",
+    "position_sigma",
+)
 
-    |l| <= 5 deg, |b| <= 10 deg, 6 < d < 10 kpc, (p84 - p16) / 2 < 1 kpc, feh_error < 1 dex,
-    each velocity error < 250 km/s, y/z position errors < 1 kpc, a radial velocity and finite
-    velocities (bounds from ``params``).
+
+def selection_masks(df: pd.DataFrame, params: VertexParams | None = None) -> dict[str, np.ndarray]:
+    """Cumulative boolean masks of the vertex selection, keyed by :data:`VERTEX_CUTS`.
+
+    "box": |l| <= 5 deg, |b| <= 10 deg; "distance_window": 6 < d < 10 kpc;
+    "distance_sigma": (p84 - p16) / 2 < 1 kpc; "feh_error": a finite [Fe/H] with
+    feh_error < 1 dex; "radial_velocity": a radial velocity, and finite velocities, errors
+    and covariances; "velocity_sigma": each velocity error < 250 km/s; "position_sigma":
+    y and z position errors < 1 kpc (bounds from ``params``). The last,
+    ``masks["position_sigma"]``, is the selection.
+    """
+    return _selection(df, params)[0]
+
+
+def _selection(
+    df: pd.DataFrame, params: VertexParams | None
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`selection_masks`, and the rows' Galactic l and b (deg)."""
+    p = params or VertexParams()
+    _require(df, SELECTION_COLUMNS, "vertex selection")
+    l_deg, b_deg = galactic_lb(df["ra"].to_numpy(float), df["dec"].to_numpy(float))
+    d_kpc = df["distance_pc"].to_numpy(float) / 1e3
+    d_sig = 0.5 * (df["distance_pc_p84"].to_numpy(float) - df["distance_pc_p16"].to_numpy(float))
+    col = {c: df[c].to_numpy(float) for c in SELECTION_COLUMNS[5:]}
+    masks = {"rows": np.ones(len(df), dtype=bool)}
+    with np.errstate(invalid="ignore"):
+        steps = {
+            "box": (np.abs(l_deg) <= p.max_abs_l_deg) & (np.abs(b_deg) <= p.max_abs_b_deg),
+            "distance_window": (d_kpc > p.min_distance_kpc) & (d_kpc < p.max_distance_kpc),
+            "distance_sigma": d_sig / 1e3 < p.max_distance_sigma_kpc,
+            "feh_error": (col["feh_error"] < p.max_feh_error) & np.isfinite(col["feh"]),
+            "radial_velocity": np.logical_and.reduce(
+                [np.isfinite(col["radial_velocity"])]
+                + [np.isfinite(col[c]) for c in VELOCITY_COLUMNS]
+            ),
+            "velocity_sigma": np.logical_and.reduce(
+                [col[f"v{a}_gc_error"] < p.max_velocity_sigma_kms for a in ("x", "y", "z")]
+            ),
+            "position_sigma": (col["y_gc_error"] < p.max_position_sigma_kpc)
+            & (col["z_gc_error"] < p.max_position_sigma_kpc),
+        }
+    keep = masks["rows"]
+    for name in VERTEX_CUTS[1:]:
+        keep = keep & steps[name]
+        masks[name] = keep
+    return masks, l_deg, b_deg
+
+
+def vertex_partition(
+    df: pd.DataFrame, params: VertexParams | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows of one partition that pass METHOD.md section 8's selection, and the rows passing
+    each cumulative cut of :data:`VERTEX_CUTS` (``"rows"`` = all rows read).
 
     Parameters
     ----------
@@ -215,35 +275,44 @@ def vertex_samples(df: pd.DataFrame, params: VertexParams | None = None) -> pd.D
 
     Returns
     -------
-    pandas.DataFrame
+    rows : pandas.DataFrame
         The selected rows: ``source_id`` (when present), ``l_deg``, ``b_deg`` and the columns
         the fit reads (``feh``, ``feh_error``, ``distance_pc``, ``VELOCITY_COLUMNS``).
+    counts : dict
+        Rows passing each cut and all before it.
     """
-    p = params or VertexParams()
-    _require(df, SELECTION_COLUMNS, "vertex selection")
-    l_deg, b_deg = galactic_lb(df["ra"].to_numpy(float), df["dec"].to_numpy(float))
-    d_kpc = df["distance_pc"].to_numpy(float) / 1e3
-    d_sig = 0.5 * (df["distance_pc_p84"].to_numpy(float) - df["distance_pc_p16"].to_numpy(float))
-    col = {c: df[c].to_numpy(float) for c in SELECTION_COLUMNS[5:]}
-    with np.errstate(invalid="ignore"):
-        keep = (np.abs(l_deg) <= p.max_abs_l_deg) & (np.abs(b_deg) <= p.max_abs_b_deg)
-        keep &= (d_kpc > p.min_distance_kpc) & (d_kpc < p.max_distance_kpc)
-        keep &= d_sig / 1e3 < p.max_distance_sigma_kpc
-        keep &= col["feh_error"] < p.max_feh_error
-        for axis in ("x", "y", "z"):
-            keep &= col[f"v{axis}_gc_error"] < p.max_velocity_sigma_kms
-        keep &= (col["y_gc_error"] < p.max_position_sigma_kpc) & (
-            col["z_gc_error"] < p.max_position_sigma_kpc
-        )
-        keep &= np.isfinite(col["radial_velocity"]) & np.isfinite(col["feh"])
-        for c in VELOCITY_COLUMNS:
-            keep &= np.isfinite(col[c])
+    masks, l_deg, b_deg = _selection(df, params)
+    keep = masks[VERTEX_CUTS[-1]]
     ident = ["source_id"] if "source_id" in df.columns else []
     out = df.loc[keep, ident + ["feh", "feh_error", "distance_pc", *VELOCITY_COLUMNS]].copy()
     out["l_deg"] = l_deg[keep]
     out["b_deg"] = b_deg[keep]
     order = ident + ["l_deg", "b_deg", "distance_pc", "feh", "feh_error", *VELOCITY_COLUMNS]
-    return out[order]
+    return out[order], {k: int(masks[k].sum()) for k in VERTEX_CUTS}
+
+
+def describe_cut_counts(counts: dict[str, int] | None) -> str:
+    """The selection as a cascade in words, e.g. "369,028 in the box; 252,393 in the
+    distance window; ...": where the stars of the |l|, |b| box are lost ("" without
+    counts)."""
+    if not counts or "box" not in counts:
+        return ""
+    names = {
+        "box": "in the box",
+        "distance_window": "in the distance window",
+        "distance_sigma": "with a distance sigma below the limit",
+        "feh_error": "with [Fe/H] and its error below the limit",
+        "radial_velocity": "with a radial velocity",
+        "velocity_sigma": "with velocity errors below the limit",
+        "position_sigma": "with position errors below the limit (selected)",
+    }
+    return "; ".join(f"{counts[k]:,} {names[k]}" for k in VERTEX_CUTS[1:] if k in counts)
+
+
+def vertex_samples(df: pd.DataFrame, params: VertexParams | None = None) -> pd.DataFrame:
+    """Rows of one partition that pass METHOD.md section 8's selection
+    (:func:`vertex_partition` without the counts)."""
+    return vertex_partition(df, params)[0]
 
 
 def feh_bin_edges(params: VertexParams | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bigcat.analysis.stats import robust_scatter
+from bigcat.analysis.vertex import describe_cut_counts
 from bigcat.report.collect import TABLE1_EDGES, TABLE2_ALL, TABLE2_EDGES, RunData
 
 #: Placeholder texts: what is missing and the command that makes it.
@@ -304,7 +305,8 @@ def table3(data: RunData) -> ReportTable:
         caption,
         _format_rows(frame),
         formats,
-        note=f"{vertex.get('n_stars_selected', '–')} stars in the vertex selection.",
+        note=f"{vertex.get('n_stars_selected', '–')} stars in the vertex selection"
+        + (f" ({cascade})." if (cascade := describe_cut_counts(vertex.get("cut_counts"))) else "."),
         index_header="[Fe/H] Range (dex)",
     )
 

@@ -278,10 +278,11 @@ def gradient_task(
     return gradient_partition(_read_partition(path, columns), params)
 
 
-def vertex_task(path: str, columns: list[str], params: VertexParams) -> tuple[pd.DataFrame, int]:
-    """Task body: the vertex selection of one partition (rows, and the rows read)."""
-    df = _read_partition(path, columns)
-    return vertex_kernels.vertex_samples(df, params), len(df)
+def vertex_task(
+    path: str, columns: list[str], params: VertexParams
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Task body: the vertex selection of one partition (rows and cut counts)."""
+    return vertex_kernels.vertex_partition(_read_partition(path, columns), params)
 
 
 def _cluster_map(client: Client) -> Callable[..., Iterator[Any]]:
@@ -573,9 +574,11 @@ def run_vertex(
         The content of ``vertex.json``: :func:`bigcat.analysis.vertex.analyze_vertex`'s keys
         (``samples`` -> name -> ``fitted``/``zeroed`` -> ``vertex_deg``, ``vertex_err_deg``,
         ``range_deg``, ``n_stars``, ``acceptance_fraction``, ``autocorr_time``, ...) plus
-        ``partitions_read``, ``partitions_total``, ``rows_read``, ``region``, ``seconds``,
-        ``seconds_scan``, ``seconds_fit``, ``frame``, ``truth`` (mock runs), ``table3``,
-        ``files`` and ``bigcat_version``.
+        ``partitions_read``, ``partitions_total``, ``rows_read``, ``cut_counts`` (rows
+        passing each cumulative cut of :data:`bigcat.analysis.vertex.VERTEX_CUTS`: in the
+        box, then the distance window, ... down to ``n_stars_selected``), ``region``,
+        ``seconds``, ``seconds_scan``, ``seconds_fit``, ``frame``, ``truth`` (mock runs),
+        ``table3``, ``files`` and ``bigcat_version``.
     """
     scan = _scan(client, "vertex", run_dir, config, params, full_scan, out_dir)
     p, run_dir, out = scan.params, scan.run_dir, scan.out
@@ -595,7 +598,10 @@ def run_vertex(
     result.update(scan.info)
     result.update(
         {
-            "rows_read": int(sum(n for _, n in scan.results)),
+            "rows_read": int(sum(c["rows"] for _, c in scan.results)),
+            "cut_counts": {
+                k: int(sum(c[k] for _, c in scan.results)) for k in vertex_kernels.VERTEX_CUTS
+            },
             **scan.provenance("vertex", truth),
             "bigcat_version": __version__,
         }

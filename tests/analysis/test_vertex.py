@@ -115,6 +115,50 @@ def test_selection_each_cut() -> None:
     assert {3, 4} <= set(wide["source_id"])
 
 
+#: The cut each failing case of CASES fails (the first in VERTEX_CUTS' order).
+FAILS_AT = {
+    "l outside": "box",
+    "negative l outside": "box",
+    "b outside": "box",
+    "too near": "distance_window",
+    "too far": "distance_window",
+    "distance NaN": "distance_window",
+    "distance sigma 1 kpc": "distance_sigma",
+    "feh error": "feh_error",
+    "feh NaN": "feh_error",
+    "vx error": "velocity_sigma",
+    "vy error": "velocity_sigma",
+    "vz error": "velocity_sigma",
+    "vz error NaN": "radial_velocity",  # no usable velocity
+    "y error": "position_sigma",
+    "z error": "position_sigma",
+    "no radial velocity": "radial_velocity",
+    "velocity NaN": "radial_velocity",
+    "covariance NaN": "radial_velocity",
+}
+
+
+def test_cut_counts_cascade() -> None:
+    df = _frame()
+    assert set(FAILS_AT) == {name for name, _, keep in CASES if not keep}
+    rows, counts = vx.vertex_partition(df)
+    assert list(counts) == list(vx.VERTEX_CUTS)
+    assert rows.equals(vx.vertex_samples(df))
+    for k, cut in enumerate(vx.VERTEX_CUTS):
+        lost = {n for n, c in FAILS_AT.items() if vx.VERTEX_CUTS.index(c) <= k}
+        assert counts[cut] == len(CASES) - len(lost), cut
+    assert counts["position_sigma"] == len(rows) == 6
+    masks = vx.selection_masks(df)
+    cuts = vx.VERTEX_CUTS
+    assert all((masks[b] <= masks[a]).all() for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+    text = vx.describe_cut_counts(counts)
+    assert text.startswith("21 in the box; 18 in the distance window; 17 with a distance sigma")
+    assert text.endswith("6 with position errors below the limit (selected)")
+    assert vx.describe_cut_counts(None) == ""
+    _, none = vx.vertex_partition(df.iloc[:0])
+    assert set(none.values()) == {0}
+
+
 def test_selection_empty_and_missing_columns() -> None:
     df = _frame()
     assert len(vx.vertex_samples(df.iloc[:0])) == 0

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bigcat.analysis.gradient import GradientParams, gradient_sample
 from bigcat.analysis.region import BulgeCylinder, GalacticBox, pixels_for_region
-from bigcat.analysis.vertex import VertexParams, vertex_samples
+from bigcat.analysis.vertex import VERTEX_CUTS, VertexParams, selection_masks, vertex_samples
 from bigcat.astrometry import frames
 from bigcat.catalog.healpix import healpix29, pixel_at_order
 from bigcat.catalog.store import Catalog, finalize_catalog, partition_path, write_frame_atomic
@@ -250,6 +250,12 @@ def test_run_vertex(client, run_dir):
     assert out["pixels_read"] == [f"{o}/{p}" for o, p in expected]
     all_rows = pd.read_parquet(run_dir / "all_rows.parquet")
     assert out["n_stars_selected"] == len(vertex_samples(all_rows)) > 800
+    # the cut cascade over the partitions read: every row read, then each cut in turn
+    counts = out["cut_counts"]
+    assert list(counts) == list(VERTEX_CUTS) and counts["rows"] == out["rows_read"]
+    assert counts["position_sigma"] == out["n_stars_selected"]
+    in_box = selection_masks(all_rows)["box"].sum()
+    assert counts["box"] == in_box > counts["distance_window"] >= counts["position_sigma"]
     samples = out["samples"]
     assert {"metal_poor", "metal_rich"} <= set(samples)
     bins = [s for s in samples.values() if s["kind"] == "bin"]
