@@ -50,6 +50,8 @@ def sky_ordered_copy(src: Path, out: Path) -> Path:
 
 
 def main() -> None:
+    import pyarrow.dataset as ds
+
     from bigcat.cluster import dask_client
     from bigcat.config import Config
     from bigcat.stages.ingest import ingest
@@ -68,8 +70,6 @@ def main() -> None:
         inputs[(size, "no sky order (mock)")] = merged
         inputs[(size, "sky order (by source_id)")] = sky_ordered_copy(merged, work / f"sky-{size}")
     rows = {}
-    import pyarrow.dataset as ds
-
     for (size, _), path in inputs.items():
         rows[size] = ds.dataset(path, format="parquet").count_rows()
     config = Config()

@@ -48,9 +48,11 @@ MAG_BINS = [(-np.inf, 15.0), (15.0, 16.0), (16.0, 17.0), (17.0, np.inf)]
 TRUE_FEH_EDGES = np.round(np.arange(-2.0, 0.76, 0.25), 2)
 
 
-def load(run_dir: Path, truth: Path, columns: list[str]) -> pd.DataFrame:
+def load(run_dir: Path, truth: Path, columns: list[str], features: bool = False) -> pd.DataFrame:
+    """Scored giants with truth; ``features``: also the stage-2 inputs (--decompose, --oracle)."""
     want = ["source_id", "quality_ok", "is_giant", "phot_g_mean_mag", "distance_pc", "feh_error"]
-    want += FEATURES
+    if features:
+        want += FEATURES
     cat = ds.dataset(run_dir / "catalog" / "dataset", format="parquet", exclude_invalid_files=True)
     have = set(cat.schema.names)
     cols = [c for c in dict.fromkeys(want + columns + [f"{c}_error" for c in columns]) if c in have]
@@ -260,7 +262,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     truth = args.truth or args.run_dir / "mock" / "truth.parquet"
-    df = load(args.run_dir, truth, args.columns)
+    df = load(args.run_dir, truth, args.columns, features=args.decompose or bool(args.oracle))
     results = {}
     for col in args.columns:
         if col not in df.columns:

@@ -299,6 +299,7 @@ def table3(data: RunData) -> ReportTable:
         index.append("Truth: injected angle (deg)")
     frame = pd.DataFrame(columns, index=index, dtype=object)
     formats = dict.fromkeys(frame.columns, "{:.4g}")
+    cascade = describe_cut_counts(vertex.get("cut_counts"))
     return ReportTable(
         "table3",
         title,
@@ -306,7 +307,7 @@ def table3(data: RunData) -> ReportTable:
         _format_rows(frame),
         formats,
         note=f"{vertex.get('n_stars_selected', '–')} stars in the vertex selection"
-        + (f" ({cascade})." if (cascade := describe_cut_counts(vertex.get("cut_counts"))) else "."),
+        + (f" ({cascade})." if cascade else "."),
         index_header="[Fe/H] Range (dex)",
     )
 

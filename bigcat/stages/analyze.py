@@ -402,6 +402,10 @@ class _Scan:
         """The non-empty row frames of the tasks' ``(rows, ...)`` results."""
         return [r for r, _ in self.results if len(r)]
 
+    def cut_counts(self, cuts: Sequence[str]) -> dict[str, int]:
+        """Rows passing each cumulative cut, summed over the tasks' ``(rows, counts)``."""
+        return {k: int(sum(c[k] for _, c in self.results)) for k in cuts}
+
     def provenance(self, name: str, truth: dict[str, Any] | None) -> dict[str, Any]:
         """The ``region``, ``frame`` and ``truth`` entries of the analysis' JSON."""
         return {
@@ -518,7 +522,7 @@ def run_gradient(
         if frames
         else pd.DataFrame({c: pd.Series(dtype=float) for c in gradient_kernels.SAMPLE_COLUMNS})
     )
-    counts = {k: int(sum(c[k] for _, c in scan.results)) for k in gradient_kernels.CUTS}
+    counts = scan.cut_counts(gradient_kernels.CUTS)
     result = analyze_gradient(rows, gp, int(p.seed or 0), feh_curve=_feh_curve(run_dir))
     truth = gradient_truth(load_mock_truth(run_dir))
     result.update(scan.info)
@@ -591,6 +595,7 @@ def run_vertex(
         rows = vertex_kernels.vertex_samples(empty, vp)
     if "source_id" in rows.columns:
         rows = rows.sort_values("source_id", ignore_index=True)
+    counts = scan.cut_counts(vertex_kernels.VERTEX_CUTS)
     t_fit = time.perf_counter()
     result = analyze_vertex(rows, vp, int(p.seed or 0), map_fn=_cluster_map(client))
     t_fit = time.perf_counter() - t_fit
@@ -598,10 +603,8 @@ def run_vertex(
     result.update(scan.info)
     result.update(
         {
-            "rows_read": int(sum(c["rows"] for _, c in scan.results)),
-            "cut_counts": {
-                k: int(sum(c[k] for _, c in scan.results)) for k in vertex_kernels.VERTEX_CUTS
-            },
+            "rows_read": counts["rows"],
+            "cut_counts": counts,
             **scan.provenance("vertex", truth),
             "bigcat_version": __version__,
         }
