@@ -23,11 +23,13 @@ from bigcat.analysis.mixture import (
     MixturePosterior,
     MixturePrior,
     error_covariance,
+    major_vertex_deg,
     n_params,
     unpack,
     vertex_angle_deg,
 )
 from bigcat.analysis.mixture_fit import em_deconvolve, laplace_ball, laplace_covariance
+from bigcat.analysis.mixture_kernel import PRECISIONS
 from bigcat.astrometry.frames import galactic_lb
 from bigcat.errors import ConfigError, InputError
 
@@ -109,6 +111,11 @@ class VertexParams:
         and the angle's split-R-hat (``rhat_vertex``: each walker's halves as chains; for an
         ensemble of short correlated walkers it is ~sqrt(1 + 4 / factor), 1.1 at 20
         autocorrelation times, so it is reported, not used) are given beside them.
+    precision : str
+        Arithmetic of the likelihood emcee calls: "float32" (default), the compiled kernel
+        in single precision with float64 sums, 2.2x faster, moving the summed log-likelihood
+        by < 1e-3; or "float64". The EM start and the Laplace approximation's
+        finite-difference Hessian always use float64.
     constrained_max_err_deg : float
         A 16-84% half-width of the angle above this (deg) means the data do not constrain
         the vertex: the posterior fills much of the prior's +-45 deg (``constrained`` false,
@@ -140,6 +147,7 @@ class VertexParams:
     moves: str = "laplace"
     init_scatter: float = 0.01
     converged_tau_factor: float = 20.0
+    precision: str = "float32"
     constrained_max_err_deg: float = 15.0
     prior: MixturePrior = field(default_factory=MixturePrior)
 
@@ -157,6 +165,10 @@ class VertexParams:
         if self.moves not in ("laplace", "de", "stretch"):
             raise ConfigError(
                 f"vertex.moves = {self.moves!r}: must be 'laplace', 'de' or 'stretch'."
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"vertex.precision = {self.precision!r}: must be one of {', '.join(PRECISIONS)}."
             )
         if self.min_steps < 1 or self.check_every < 1 or not self.target_ess > 0:
             raise ConfigError(
@@ -501,7 +513,8 @@ def fit_vertex(
     if p0 is None:  # (laplace_ball returns only draws with a finite posterior)
         p0, start = _ball(em.theta, p.n_walkers, p.init_scatter, post, rng), "ball"
     moves = _moves(p.moves, lap_cov if p0 is not None and start == "laplace" else None)
-    sampler = emcee.EnsembleSampler(p.n_walkers, post.ndim, post, vectorize=True, moves=moves)
+    sampled = post if p.precision == post.precision else post.with_precision(p.precision)
+    sampler = emcee.EnsembleSampler(p.n_walkers, post.ndim, sampled, vectorize=True, moves=moves)
     sampler.random_state = np.random.RandomState(int(rng.integers(2**32))).get_state()
     # Burn-in in two halves; walkers that barely moved (acceptance below 0.2x the median) or
     # sit far below the ensemble are moved onto randomly chosen good walkers, jittered.
@@ -521,14 +534,16 @@ def fit_vertex(
     # Production in chunks until the vertex angle has target_ess effective draws, at least
     # converged_tau_factor autocorrelation times and min_steps (or n_steps are reached).
     done = 0
+    parts: list[np.ndarray] = []
     min_steps = min(p.min_steps, p.n_steps)
     while True:
         chunk = min(p.check_every, p.n_steps - done)
         state = sampler.run_mcmc(state, chunk, progress=False)
         done += chunk
-        chain = sampler.get_chain()
-        angles = vertex_angle_deg(unpack(chain.reshape(-1, post.ndim), variant).covs[:, 0])
-        tau_v = _autocorr_times(angles.reshape(chain.shape[:2])[:, :, None])[0]
+        # the angles of the new steps only (the chain's earlier angles are kept)
+        parts.append(major_vertex_deg(sampler.get_chain()[-chunk:], variant))
+        angles = np.concatenate(parts)
+        tau_v = _autocorr_times(angles[:, :, None])[0]
         ess = angles.size / tau_v if math.isfinite(tau_v) and tau_v > 0 else 0.0
         enough = ess >= p.target_ess and done >= p.converged_tau_factor * tau_v
         if done >= p.n_steps or (done >= min_steps and enough):
@@ -584,6 +599,7 @@ def fit_vertex(
         "constrained": constrained,
         "verdict": _verdict(converged, constrained, done, tau_v[0], n_eff, mcse, half, p),
         "n_walkers": p.n_walkers,
+        "precision": p.precision,
         "n_burn": p.n_burn,
         "n_steps": done,
         "n_steps_max": p.n_steps,

@@ -285,12 +285,16 @@ def test_compiled_likelihood_equals_numpy_reference(variant: str) -> None:
         mx.log_likelihood(state, v, err, backend="cuda")
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize(("n_star", "n_walk"), [(1, 1), (1, 6), (1037, 1), (1037, 5)])
-def test_compiled_likelihood_edge_cases(n_star: int, n_walk: int) -> None:
+def test_compiled_likelihood_edge_cases(n_star: int, n_walk: int, precision: str) -> None:
     """The vectorised kernel (blocks of 512 stars, partial sums of 8) against the numpy
     reference: one star, a star count that is a multiple of neither, one walker; stars so far
     out that both densities underflow; a walker whose only non-underflowing component has
-    zero weight (f = 1: the kernel's fix-up pass); -inf for non-positive determinants."""
+    zero weight (f = 1: the kernel's fix-up pass); -inf for non-positive determinants. In
+    float32 the stars ~1e7 sigma out are summed from float32 terms (ulp 1 at 1e7), so the
+    tolerance is float32's."""
+    rtol = 1e-12 if precision == "float64" else 1e-6
     v, err = _data(n_star, seed=40)
     rng = np.random.default_rng(41)
     far = rng.uniform(size=n_star) < 0.1
@@ -301,25 +305,27 @@ def test_compiled_likelihood_edge_cases(n_star: int, n_walk: int) -> None:
     state = mx.unpack(_random_theta("fitted", n_walk, seed=42), "fitted")
     state.means[0, 1] = [30000.0, 0.0, 0.0]  # walker 0: minor component on star 1 ...
     state.weight[0] = 1.0  # ... with zero weight: exp(x_major - x_minor) underflows
-    fast = mx.log_likelihood(state, v, err)
+    fast = mx.log_likelihood(state, v, err, precision=precision)
     ref = mx.log_likelihood(state, v, err, backend="numpy")
-    np.testing.assert_allclose(fast, ref, rtol=1e-12)
+    np.testing.assert_allclose(fast, ref, rtol=rtol)
     assert np.all(np.isfinite(fast))
-    np.testing.assert_array_equal(mx.log_likelihood(state, v, err), fast)  # deterministic
+    again = mx.log_likelihood(state, v, err, precision=precision)
+    np.testing.assert_array_equal(again, fast)  # deterministic
 
     covs = state.covs.copy()
     covs[-1] = -1e6 * np.eye(3)  # both components' determinants negative
     bad = state._replace(covs=covs)
-    fast = mx.log_likelihood(bad, v, err)
+    fast = mx.log_likelihood(bad, v, err, precision=precision)
     ref = mx.log_likelihood(bad, v, err, backend="numpy")
     assert fast[-1] == -np.inf and ref[-1] == -np.inf
-    np.testing.assert_allclose(fast[:-1], ref[:-1], rtol=1e-12)
+    np.testing.assert_allclose(fast[:-1], ref[:-1], rtol=rtol)
     covs[-1, 0] = state.covs[-1, 0]  # one component positive definite: the numba kernel
-    assert mx.log_likelihood(bad, v, err)[-1] == -np.inf  # still rejects the walker
+    # still rejects the walker
+    assert mx.log_likelihood(bad, v, err, precision=precision)[-1] == -np.inf
 
     err_bad = err.copy()
     err_bad[-1] = -1e9 * np.eye(3)  # last star (in the last, ragged block): every walker
-    fast = mx.log_likelihood(state, v, err_bad)
+    fast = mx.log_likelihood(state, v, err_bad, precision=precision)
     assert np.all(fast == -np.inf)
     np.testing.assert_array_equal(fast, mx.log_likelihood(state, v, err_bad, backend="numpy"))
 
@@ -367,3 +373,85 @@ def test_laplace_ball_matches_gaussian_and_refuses_non_concave() -> None:
     assert capped is not None and np.std(capped, axis=0).max() < 0.11
     assert mf.laplace_ball(centre, lambda t: -gauss(t), 10, rng) is None  # a minimum
     assert mf.laplace_ball(centre, lambda t: np.full(len(t), -np.inf), 10, rng) is None
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_float32_likelihood_is_good_enough_for_emcee(variant: str) -> None:
+    """The float32 fast path against the float64 kernel on 3,000 stars and walkers near one
+    another (an emcee ensemble): totals within 1e-3 and, what the Metropolis ratio reads,
+    walker-to-walker differences within 1e-3; deterministic."""
+    v, err = _data(3000, seed=50)
+    rng = np.random.default_rng(51)
+    theta = mf.initial_theta(v, err, variant) + 0.02 * rng.standard_normal(
+        (24, mx.n_params(variant))
+    )
+    state = mx.unpack(theta, variant)
+    ref = mx.log_likelihood(state, v, err)
+    single = mx.log_likelihood(state, v, err, precision="float32")
+    np.testing.assert_allclose(single, ref, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(single - single[0], ref - ref[0], rtol=0, atol=1e-3)
+    assert np.any(single != ref)  # it is the float32 path
+    np.testing.assert_array_equal(mx.log_likelihood(state, v, err, precision="float32"), single)
+    post = mx.MixturePosterior(v, err, variant, precision="float32")
+    np.testing.assert_allclose(
+        post(theta), mx.MixturePosterior(v, err, variant)(theta), rtol=0, atol=1e-3
+    )
+    with pytest.raises(ConfigError, match="precision"):
+        mx.log_likelihood(state, v, err, precision="float16")
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_compiled_prior_equals_numpy(variant: str) -> None:
+    """The posterior's compiled pass gives :func:`log_prior`'s values (also -inf off the
+    support: weight above max_weight, a dispersion past its bounds, a CPC past 10) and
+    :func:`unpack`'s weights, means and covariances."""
+    from bigcat.analysis.mixture_kernel import compiled_prior
+
+    theta = _random_theta(variant, 30, seed=60)
+    names = mx.parameter_names(variant)
+    theta[1, 0] = 5.0  # f above 0.95
+    theta[2, names.index("ln_sigma_minor_z")] = 7.5  # above ln 1000
+    theta[3, names.index("atanh_cpc_major_xz")] = -10.5
+    pr = mx.MixturePrior()
+    s_max = 2 * pr.max_weight - 1
+    lp, ln_w, means, upper = compiled_prior()(
+        theta, variant == "fitted", 300.0, 0.0, math.log(1000.0), math.log(s_max / (1 - s_max)), 2.0
+    )
+    ref = mx.log_prior(theta, variant)
+    assert np.all(np.isneginf(lp[1:4])) and np.all(np.isneginf(ref[1:4]))
+    np.testing.assert_allclose(lp, ref, rtol=1e-12)
+    st = mx.unpack(theta, variant)
+    np.testing.assert_allclose(ln_w, mx._log_weights(st.weight), rtol=1e-12)
+    np.testing.assert_array_equal(means, st.means)
+    np.testing.assert_allclose(upper, mx._upper(st.covs), rtol=1e-12)
+
+
+def test_closed_form_3x3_inverse_and_logdet() -> None:
+    rng = np.random.default_rng(70)
+    a = rng.normal(size=(2, 50, 3, 3))
+    t = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(3)
+    inv, logdet = mf._inverse_logdet_3x3(t)
+    np.testing.assert_allclose(inv, np.linalg.inv(t), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(t)[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["fitted", "zeroed"])
+def test_major_vertex_deg_equals_full_unpack(variant: str) -> None:
+    chain = _random_theta(variant, 60, seed=80).reshape(20, 3, -1)
+    got = mx.major_vertex_deg(chain, variant)
+    ref = mx.vertex_angle_deg(mx.unpack(chain.reshape(60, -1), variant).covs[:, 0])
+    assert got.shape == (20, 3)
+    np.testing.assert_array_equal(got.ravel(), ref)
+
+
+def test_kernel_closures_hold_no_compiled_functions() -> None:
+    """numba's disk cache keys a closure by its pickled cells; a compiled function in a cell
+    pickles differently in every process, so the cache would never hit and every worker
+    would recompile the kernel (~2-3 s) at every run."""
+    from numba.core.dispatcher import Dispatcher
+
+    from bigcat.analysis.mixture_kernel import compiled_kernel
+
+    for precision in ("float64", "float32"):
+        cells = compiled_kernel(precision).py_func.__closure__ or ()
+        assert not [c for c in cells if isinstance(c.cell_contents, Dispatcher)]

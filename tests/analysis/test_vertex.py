@@ -195,6 +195,8 @@ def test_params_validation() -> None:
         vx.VertexParams(metal_poor_max=-0.3)
     with pytest.raises(ConfigError, match="moves"):
         vx.VertexParams(moves="hmc")
+    with pytest.raises(ConfigError, match="precision"):
+        vx.VertexParams(precision="float16")
 
 
 def _simulated(n: int, vertex_deg: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,6 +246,9 @@ def test_fit_zeroed_and_determinism() -> None:
     assert a == b
     assert a["vertex_deg"] != c["vertex_deg"]
     assert a["mean_major_kms"] == [0.0, 0.0, 0.0] and a["variant"] == "zeroed"
+    assert a["precision"] == "float32"  # the default: emcee calls the float32 likelihood
+    d = vx.fit_vertex(v, err, "zeroed", replace(short, precision="float64"), seed=9)
+    assert d["precision"] == "float64" and d["max_likelihood"] == a["max_likelihood"]
     # 30 steps cannot converge: the verdict says by how much, against what is needed
     assert not a["converged"] and a["verdict"].startswith("NOT converged: 30 steps are ")
     tau = a["autocorr_time_vertex"]
