@@ -14,7 +14,7 @@ coverage (nominal 98%), the mean error of the median and the mean quoted uncerta
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/vertex_calibration.py [--samples 20] [--stars 4200]
        [--vertex-deg -20] [--variant fitted] [--seed 0] [--burn N] [--steps N]
-       [--cases bar,zero]
+       [--cases bar,zero] [--precision float32|float64]
 """
 
 from __future__ import annotations
@@ -65,17 +65,24 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="production steps (default: package)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "float64"),
+        default=None,
+        help="likelihood precision emcee calls (default: package)",
+    )
     args = parser.parse_args()
     params = VertexParams()
     params = replace(
         params,
         n_burn=args.burn if args.burn is not None else params.n_burn,
         n_steps=args.steps if args.steps is not None else params.n_steps,
+        precision=args.precision or params.precision,
     )
     print(
         f"{args.samples} samples x {args.stars} stars per injected angle, variant "
         f"{args.variant}; chains: {params.n_walkers} walkers, {params.n_burn} burn-in + "
-        f"{params.n_steps} steps, moves {params.moves}",
+        f"{params.n_steps} steps, moves {params.moves}, precision {params.precision}",
         flush=True,
     )
     t_all = time.perf_counter()

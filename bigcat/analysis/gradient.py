@@ -42,7 +42,7 @@ bin counts are fixed). The peak of the |Z| median curve is reported (paper: ~0.5
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -577,6 +577,11 @@ def grid_deconvolved_median(
     return median
 
 
+def _deconvolved_median_job(job: tuple[np.ndarray, np.ndarray, Any]) -> float:
+    values, errors, curve = job
+    return grid_deconvolved_median(values, errors, curve)
+
+
 def alternative_slopes(
     abs_z: np.ndarray,
     feh: np.ndarray,
@@ -585,23 +590,30 @@ def alternative_slopes(
     curve: tuple[np.ndarray, np.ndarray, float] | None,
     width: float = 0.1,
     max_points: int = 10_000,
+    map_fn: Callable[..., Iterator[Any]] | None = None,
 ) -> dict[str, float]:
     """The slope through the binned medians of the [Fe/H] distribution deconvolved under each
     limiting error model ("additive": noise on the true value; "regression": the network's
     pull towards its training mean, when ``curve`` is given), in bins of ``width`` over the
-    fit range (at most ``max_points`` per bin, evenly thinned)."""
+    fit range (at most ``max_points`` per bin, evenly thinned). ``map_fn``: a ``map``-like
+    function running the independent deconvolutions (e.g. on the cluster; builtin ``map``
+    by default; the result does not depend on it)."""
     lo, hi = params.fit_range_kpc
     edges = np.arange(lo, hi + 1e-9, width)
     out: dict[str, list] = {"additive": [], "regression": [], "centres": []}
+    jobs: list[tuple[np.ndarray, np.ndarray, Any]] = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         m = np.flatnonzero((abs_z >= a) & (abs_z < b) & np.isfinite(feh) & (errors > 0))
         if m.size < 50:
             continue
         m = m[:: max(1, m.size // max_points)]
         out["centres"].append(0.5 * (a + b))
-        out["additive"].append(grid_deconvolved_median(feh[m], errors[m]))
+        jobs.append((feh[m], errors[m], None))
         if curve is not None:
-            out["regression"].append(grid_deconvolved_median(feh[m], errors[m], curve))
+            jobs.append((feh[m], errors[m], curve))
+    medians = list((map_fn or map)(_deconvolved_median_job, jobs))
+    out["additive"] = [x for x, job in zip(medians, jobs, strict=True) if job[2] is None]
+    out["regression"] = [x for x, job in zip(medians, jobs, strict=True) if job[2] is not None]
     res: dict[str, float] = {}
     if len(out["centres"]) >= 2:
         res["additive"] = _line(np.array(out["centres"]), np.array(out["additive"]))[0]
@@ -708,6 +720,7 @@ def analyze_gradient(
     params: GradientParams | None = None,
     seed: int = 0,
     feh_curve: tuple[np.ndarray, np.ndarray, float] | None = None,
+    map_fn: Callable[..., Iterator[Any]] | None = None,
 ) -> dict[str, Any]:
     """The gradient.json body from the selected rows of all partitions.
 
@@ -722,6 +735,9 @@ def analyze_gradient(
     feh_curve : (label centres, median predictions, slope), optional
         The stage-2 network's pull towards its training mean on the validation stars
         (``FehDebias``), for the regression error model of the systematic term.
+    map_fn : callable, optional
+        ``map``-like function running the systematic term's deconvolutions
+        (:func:`alternative_slopes`).
 
     Returns
     -------
@@ -767,7 +783,7 @@ def analyze_gradient(
         col = "feh_error_network" if "feh_error_network" in rows.columns else "feh_error"
         errors = rows[col].to_numpy(np.float64)[inside] if col in rows.columns else None
     alternatives = (
-        alternative_slopes(np.abs(z), feh, errors, p, feh_curve)
+        alternative_slopes(np.abs(z), feh, errors, p, feh_curve, map_fn=map_fn)
         if p.systematic and errors is not None
         else {}
     )

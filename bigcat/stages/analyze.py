@@ -285,13 +285,17 @@ def vertex_task(
     return vertex_kernels.vertex_partition(_read_partition(path, columns), params)
 
 
-def _cluster_map(client: Client) -> Callable[..., Iterator[Any]]:
-    """A ``map`` running analyze_vertex's independent fits as named tasks on the cluster."""
+def _cluster_map(
+    client: Client,
+    name: Callable[[int, Any], str] = lambda i, job: f"vertex-fit{i:02d}-{job[2]}",
+    label: str = "vertex fits",
+) -> Callable[..., Iterator[Any]]:
+    """A ``map`` running an analysis' independent jobs (analyze_vertex's fits by default) as
+    tasks named ``name(i, job)`` on the cluster."""
 
     def cluster_map(fn: Callable[..., Any], jobs: Sequence[Any]) -> Iterator[Any]:
-        jobs = list(jobs)
-        tasks = [(f"vertex-fit{i:02d}-{job[2]}", (job,)) for i, job in enumerate(jobs)]
-        return iter(run_tasks(client, fn, tasks, "vertex fits"))
+        tasks = [(name(i, job), (job,)) for i, job in enumerate(jobs)]
+        return iter(run_tasks(client, fn, tasks, label))
 
     return cluster_map
 
@@ -523,7 +527,15 @@ def run_gradient(
         else pd.DataFrame({c: pd.Series(dtype=float) for c in gradient_kernels.SAMPLE_COLUMNS})
     )
     counts = scan.cut_counts(gradient_kernels.CUTS)
-    result = analyze_gradient(rows, gp, int(p.seed or 0), feh_curve=_feh_curve(run_dir))
+    result = analyze_gradient(
+        rows,
+        gp,
+        int(p.seed or 0),
+        feh_curve=_feh_curve(run_dir),
+        map_fn=_cluster_map(
+            client, lambda i, _: f"gradient-deconvolve{i:02d}", "gradient deconvolutions"
+        ),
+    )
     truth = gradient_truth(load_mock_truth(run_dir))
     result.update(scan.info)
     result.update(

@@ -12,6 +12,7 @@ from bigcat.analysis.gradient import (
     CUTS,
     SAMPLE_COLUMNS,
     GradientParams,
+    alternative_slopes,
     analyze_gradient,
     bin_edges,
     binned_medians,
@@ -234,3 +235,30 @@ def test_grid_deconvolution_regression_curve_undoes_the_pull():
     curve = (centres, -0.3 + 0.5 * (centres + 0.3), 0.5)
     assert abs(grid_deconvolved_median(pred, err, curve) - np.median(true)) < 0.02
     assert abs(grid_deconvolved_median(pred, err) - np.median(pred)) < 0.02
+
+
+def test_alternative_slopes_map_fn_runs_every_deconvolution():
+    """The deconvolutions of the systematic term go through ``map_fn`` (the cluster in the
+    stage), two per |Z| bin with a regression curve, and give the builtin map's slopes."""
+    rng = np.random.default_rng(5)
+    n = 6_000
+    abs_z = rng.uniform(0.0, 3.0, n)
+    err = rng.uniform(0.1, 0.3, n)
+    feh = -0.2 - 0.4 * abs_z + 0.2 * rng.standard_normal(n) + err * rng.standard_normal(n)
+    centres = np.linspace(-2.0, 0.5, 11)
+    curve = (centres, -0.3 + 0.8 * (centres + 0.3), 0.8)
+    p = GradientParams()
+    calls: list[int] = []
+
+    def counting_map(fn, jobs):
+        jobs = list(jobs)
+        calls.append(len(jobs))
+        return iter([fn(j) for j in jobs])
+
+    ref = alternative_slopes(abs_z, feh, err, p, curve)
+    got = alternative_slopes(abs_z, feh, err, p, curve, map_fn=counting_map)
+    lo, hi = p.fit_range_kpc
+    n_bins = len(np.arange(lo, hi + 1e-9, 0.1)) - 1
+    assert calls == [2 * n_bins]
+    assert got == ref and set(got) == {"additive", "regression"}
+    assert -0.5 < got["additive"] < -0.3
