@@ -341,27 +341,46 @@ def fit_learnt_prior(
         stars of each half fitted to the other half.
     """
     s = settings or LearntPriorSettings()
+    fits = [
+        fit_learnt_prior_half(h, source_id, healpix5, mag, parallax, parallax_error, s, upper_bound)
+        for h in (0, 1)
+    ]
+    return combine_halves(fits, s, len(source_id))
+
+
+def fit_learnt_prior_half(
+    h: int,
+    source_id: np.ndarray,
+    healpix5: np.ndarray,
+    mag: np.ndarray,
+    parallax: np.ndarray,
+    parallax_error: np.ndarray,
+    settings: LearntPriorSettings | None = None,
+    upper_bound: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The prior applied to the stars of half ``h`` (0 or 1): fitted to the other half's
+    stars (:func:`fit_learnt_prior`'s arguments). The two halves are independent, so a
+    stage fits them as two tasks; :func:`combine_halves` joins them."""
+    s = settings or LearntPriorSettings()
     healpix5, mag, parallax, parallax_error = (
         np.asarray(a) for a in (healpix5, mag, parallax, parallax_error)
     )
-    bound = None if upper_bound is None else np.asarray(upper_bound, dtype=np.float64)
-    half = prior_half(source_id)
-    tables, infos = [], []
-    for h in (0, 1):
-        other = half != h
-        dens, info = _fit_one(
-            healpix5[other],
-            mag[other],
-            parallax[other],
-            parallax_error[other],
-            s,
-            None if bound is None else bound[other],
-        )
-        tables.append(dens)
-        infos.append(info)
+    other = prior_half(source_id) != h
+    bound = None if upper_bound is None else np.asarray(upper_bound, dtype=np.float64)[other]
+    return _fit_one(healpix5[other], mag[other], parallax[other], parallax_error[other], s, bound)
+
+
+def combine_halves(
+    fits: list[tuple[np.ndarray, dict]], settings: LearntPriorSettings, n_given: int
+) -> LearntPrior:
+    """The :class:`LearntPrior` from the two halves' fits (half 0, then half 1) of
+    :func:`fit_learnt_prior_half` over ``n_given`` stars."""
+    s = settings
+    tables = [dens for dens, _ in fits]
+    infos = [info for _, info in fits]
     info = {
         "stars_used": sum(i["stars_used"] for i in infos),
-        "stars_given": int(len(half)),
+        "stars_given": int(n_given),
         "halves": infos,
     }
     logger.info(

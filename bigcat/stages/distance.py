@@ -43,7 +43,8 @@ from bigcat.astrometry.distance import parallax_posterior_distances
 from bigcat.astrometry.learnt_prior import (
     LearntPrior,
     LearntPriorSettings,
-    fit_learnt_prior,
+    combine_halves,
+    fit_learnt_prior_half,
     learnt_distance_quantiles,
     mag_bin,
 )
@@ -154,9 +155,13 @@ def prior_sample_partitions(
     return out[SAMPLE_COLUMNS].reset_index(drop=True)
 
 
-def fit_prior_task(sample: pd.DataFrame, settings: LearntPriorSettings) -> LearntPrior:
-    """Task body: the learnt prior from the gathered sample."""
-    return fit_learnt_prior(
+def fit_prior_task(
+    sample: pd.DataFrame, settings: LearntPriorSettings, half: int
+) -> tuple[np.ndarray, dict]:
+    """Task body: one cross-fitted half of the learnt prior from the gathered sample
+    (:func:`bigcat.astrometry.learnt_prior.fit_learnt_prior_half`)."""
+    return fit_learnt_prior_half(
+        half,
         sample["source_id"].to_numpy(),
         sample["healpix5"].to_numpy(),
         sample["phot_g_mean_mag"].to_numpy(np.float64),
@@ -220,7 +225,14 @@ def learn_prior(
             len(sample),
         )
     [shared] = client.scatter([sample], broadcast=False)
-    [prior] = run_tasks(client, fit_prior_task, [("prior-fit", (shared, settings))], "prior fit")
+    # the two cross-fitted halves are independent: one task each (11 s -> ~6 s at paper size)
+    halves = run_tasks(
+        client,
+        fit_prior_task,
+        [(f"prior-fit-half{h}", (shared, settings, h)) for h in (0, 1)],
+        "prior fit",
+    )
+    prior = combine_halves(halves, settings, len(sample))
     prior.info["key"] = key
     prior.save(path)
     return prior, {"reused": False, "stars_used": prior.info.get("stars_used")}

@@ -168,3 +168,24 @@ def test_parallax_posterior_distances():
     ref = 1000.0 / truncnorm.ppf([0.5, 0.84, 0.16], a, np.inf, loc=0.1, scale=0.2)
     np.testing.assert_allclose(out[1], ref, rtol=1e-6)
     assert np.isnan(parallax_posterior_distances([1.0, -10.0], [0.0, 1.0])).all()
+
+
+def test_halves_fitted_apart_equal_the_whole_fit():
+    """The stage fits the two cross-fitted halves as two tasks; joined, they are the serial
+    fit exactly."""
+    from bigcat.astrometry.learnt_prior import combine_halves, fit_learnt_prior_half
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    sid = rng.integers(0, 2**40, n)
+    pix = rng.integers(0, 12 * 4**5, n)
+    mag = rng.uniform(12.0, 18.0, n)
+    dist_kpc = rng.uniform(1.0, 10.0, n)
+    sig = rng.uniform(0.02, 0.2, n)
+    plx = 1.0 / dist_kpc + sig * rng.standard_normal(n)
+    s = LearntPriorSettings()
+    whole = fit_learnt_prior(sid, pix, mag, plx, sig, s)
+    halves = [fit_learnt_prior_half(h, sid, pix, mag, plx, sig, s) for h in (1, 0)][::-1]
+    joined = combine_halves(halves, s, n)
+    np.testing.assert_array_equal(joined.log_density, whole.log_density)
+    assert joined.info == whole.info
