@@ -349,15 +349,10 @@ def fit_learnt_prior(
 
 
 def fit_learnt_prior_half(
-    h: int,
-    source_id: np.ndarray,
-    healpix5: np.ndarray,
-    mag: np.ndarray,
-    parallax: np.ndarray,
-    parallax_error: np.ndarray,
-    settings: LearntPriorSettings | None = None,
-    upper_bound: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict]:
+    h: int, source_id: np.ndarray, healpix5: np.ndarray, mag: np.ndarray,
+    parallax: np.ndarray, parallax_error: np.ndarray,
+    settings: LearntPriorSettings | None = None, upper_bound: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:  # fmt: skip
     """The prior applied to the stars of half ``h`` (0 or 1): fitted to the other half's
     stars (:func:`fit_learnt_prior`'s arguments). The two halves are independent, so a
     stage fits them as two tasks; :func:`combine_halves` joins them."""
