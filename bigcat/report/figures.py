@@ -682,25 +682,40 @@ def _mollview(
     return path
 
 
-def all_figures(data: RunData, out_dir: Path) -> list[ReportFigure]:
-    """Every figure, in the report's order; a figure that fails to draw becomes a note."""
-    out: list[ReportFigure] = []
-    for func in (fig3, fig4, fig5, fig8, fig9, fig10, fig11, fig12, fig13):
-        try:
-            out.append(func(data, out_dir))
-        except Exception as exc:  # noqa: BLE001 - one bad figure must not lose the report
-            logger.exception("report: %s failed", func.__name__)
-            out.append(
-                ReportFigure(
-                    func.__name__, func.__name__, "", missing=f"could not be drawn: {exc!r}"
-                )
-            )
-    try:
-        out.extend(sky_maps(data, out_dir))
-        from bigcat.report.skymap import skymap_figure  # the live sky map's, final
+#: The report's figures in order: a paper figure's function name, "sky_maps" (the HEALPix
+#: maps) or "sky_partitions" (the live sky map's final frame); one drawing job each.
+FIGURE_JOBS = (
+    "fig3", "fig4", "fig5", "fig8", "fig9", "fig10", "fig11", "fig12", "fig13",
+    "sky_maps", "sky_partitions",
+)  # fmt: skip
 
-        out.append(skymap_figure(data, out_dir))
-    except Exception as exc:  # noqa: BLE001
-        logger.exception("report: sky maps failed")
-        out.append(ReportFigure("sky", "Sky maps", "", missing=f"could not be drawn: {exc!r}"))
-    return out
+
+def draw_figure(name: str, data: RunData, out_dir: Path) -> list[ReportFigure]:
+    """Draw one of :data:`FIGURE_JOBS` into ``out_dir``; a figure that fails to draw becomes
+    a note (one bad figure must not lose the report). Pure but for the files it writes, so
+    the jobs can run in parallel (``bigcat.report`` runs them as cluster tasks)."""
+    try:
+        if name == "sky_maps":
+            return sky_maps(data, out_dir)
+        if name == "sky_partitions":
+            from bigcat.report.skymap import skymap_figure  # the live sky map's, final
+
+            return [skymap_figure(data, out_dir)]
+        return [globals()[name](data, out_dir)]
+    except Exception as exc:  # noqa: BLE001 - one bad figure must not lose the report
+        logger.exception("report: %s failed", name)
+        title = "Sky maps" if name == "sky_maps" else name
+        return [ReportFigure(name, title, "", missing=f"could not be drawn: {exc!r}")]
+
+
+def all_figures(
+    data: RunData,
+    out_dir: Path,
+    run: Callable[[list[str]], list[list[ReportFigure]]] | None = None,
+) -> list[ReportFigure]:
+    """Every figure, in the report's order. ``run``: draws the named jobs (e.g. on the
+    cluster) and returns their :func:`draw_figure` results in order; in this process by
+    default."""
+    names = list(FIGURE_JOBS)
+    drawn = run(names) if run is not None else [draw_figure(n, data, out_dir) for n in names]
+    return [fig for figs in drawn for fig in figs]

@@ -217,3 +217,22 @@ def test_subsample_hash_and_histogram_quantiles():
     q = column_quantiles(hist, np.arange(101.0), (0.16, 0.5, 0.84))
     assert np.allclose(q[:, 0], [16, 50, 84])
     assert np.isnan(column_quantiles(np.zeros((1, 100)), np.arange(101.0), (0.5,))).all()
+
+
+def test_a_figure_that_fails_to_draw_becomes_a_note(tmp_path):
+    """Each figure is its own job (a cluster task in the pipeline): one that raises gives a
+    note naming the error, and the order of the report's figures is FIGURE_JOBS'."""
+    from bigcat.report.figures import FIGURE_JOBS, all_figures, draw_figure
+
+    [note] = draw_figure("fig3", None, tmp_path)  # no data at all: fig3 raises
+    assert note.path is None and note.missing.startswith("could not be drawn: AttributeError")
+    calls = []
+
+    def run(names):
+        calls.append(list(names))
+        return [draw_figure(n, None, tmp_path) for n in names]
+
+    figs = all_figures(None, tmp_path, run)
+    assert calls == [list(FIGURE_JOBS)]
+    assert [f.key for f in figs][:3] == ["fig3", "fig4", "fig5"]
+    assert all(f.missing for f in figs)
