@@ -455,3 +455,22 @@ def test_kernel_closures_hold_no_compiled_functions() -> None:
     for precision in ("float64", "float32"):
         cells = compiled_kernel(precision).py_func.__closure__ or ()
         assert not [c for c in cells if isinstance(c.cell_contents, Dispatcher)]
+
+
+def test_float32_exp_and_log_within_two_ulp():
+    """The float32 polynomials of the kernel's fast path against float64 libm: within 2
+    float32 ulp over exp's domain (x <= 0, 0 below -87) and log's (normal floats)."""
+    from numba import njit
+
+    from bigcat.analysis import _mixture_jit as jit
+
+    exp32 = njit(lambda a: np.array([jit.exp_neg32(x) for x in a], dtype=np.float32))
+    log32 = njit(lambda a: np.array([jit.log_pos32(x) for x in a], dtype=np.float32))
+    x = -np.geomspace(1e-8, 86.0, 4001).astype(np.float32)
+    ref = np.exp(x.astype(np.float64))
+    assert np.all(np.abs(exp32(x) - ref) <= 2 * np.spacing(ref.astype(np.float32)))
+    assert exp32(np.array([-90.0], dtype=np.float32))[0] == 0.0
+    y = np.geomspace(1e-30, 1e30, 4001).astype(np.float32)
+    ref = np.log(y.astype(np.float64))
+    err = np.abs(log32(y) - ref)
+    assert np.all(err <= 2 * np.spacing(np.abs(ref).astype(np.float32)) + 1e-12)
