@@ -112,7 +112,9 @@ def _cluster_runner(client: Any, data: Any, out_dir: Path) -> Any:
     def run(names: list[str]) -> list[Any]:
         [shared] = client.scatter([data], broadcast=True)
         tasks = [(f"report-{n}", (n, shared, out_dir)) for n in names]
-        return list(run_tasks(client, draw_figure, tasks, "report figures"))
+        # writes_files: a stopped run waits for the running figures before the new
+        # directory is removed (a figure task would otherwise recreate it)
+        return list(run_tasks(client, draw_figure, tasks, "report figures", writes_files=True))
 
     return run
 
