@@ -142,13 +142,9 @@ def block_sum(lp, nb, bs):  # type: ignore[no-untyped-def]
     return ((bs[0] + bs[1]) + (bs[2] + bs[3])) + ((bs[4] + bs[5]) + (bs[6] + bs[7]))
 
 
-_KERNELS: dict[bool, Callable[..., np.ndarray]] = {}
-
-
 def make_kernel(single: bool) -> Callable[..., np.ndarray]:
-    """The compiled kernel, float32 fast path if ``single`` (see ``compiled_kernel``)."""
-    if single in _KERNELS:
-        return _KERNELS[single]
+    """The compiled kernel, float32 fast path if ``single`` (see ``compiled_kernel``, which
+    keeps one per precision)."""
     F = np.float32 if single else np.float64
     tiny = 1e-30 if single else 1e-250
     huge = 1e30 if single else np.inf
@@ -246,7 +242,6 @@ def make_kernel(single: bool) -> Callable[..., np.ndarray]:
             out[w] = -np.inf if dead else total
         return out
 
-    _KERNELS[single] = kernel
     return kernel  # type: ignore[no-any-return]
 
 

@@ -50,6 +50,7 @@ benchmarks in ``bigcat.analysis.mixture_sim``, the emcee driver in
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -270,6 +271,15 @@ def pack(weight: ArrayLike, means: ArrayLike, covs: ArrayLike, variant: str) -> 
     return out[0] if single else out
 
 
+def _max_logit_weight(prior: MixturePrior) -> float:
+    """The bound on ``logit_weight``: f <= max_weight <=> u <= logit(2 max_weight - 1)
+    (inf for max_weight = 1)."""
+    if prior.max_weight >= 1.0:
+        return math.inf
+    s_max = 2.0 * prior.max_weight - 1.0
+    return math.log(s_max / (1.0 - s_max))
+
+
 def log_prior(theta: ArrayLike, variant: str, prior: MixturePrior | None = None) -> np.ndarray:
     """Log prior density of unconstrained vectors (Jacobians included), up to a constant.
 
@@ -287,9 +297,7 @@ def log_prior(theta: ArrayLike, variant: str, prior: MixturePrior | None = None)
     ln_sig, y = shape[..., :3], shape[..., 3:]
     lo, hi = math.log(prior.sigma_min_kms), math.log(prior.sigma_max_kms)
     inside = np.all((ln_sig >= lo) & (ln_sig <= hi), axis=(1, 2))
-    if prior.max_weight < 1.0:  # f <= max_weight <=> u <= logit(2 max_weight - 1)
-        s_max = 2.0 * prior.max_weight - 1.0
-        inside &= u <= math.log(s_max / (1.0 - s_max))
+    inside &= u <= _max_logit_weight(prior)
     inside &= np.all(np.abs(y) <= CPC_ATANH_MAX, axis=(1, 2))
     # CPC z = tanh(y) ~ Beta(b, b) on (-1, 1): density of y is (1 - z^2)^b.
     beta = prior.lkj_eta + np.array([0.5, 0.5, 0.0])
@@ -507,8 +515,12 @@ class MixturePosterior:
         self.ndim = n_params(variant)
 
     def with_precision(self, precision: str) -> MixturePosterior:
-        """The same posterior with the likelihood in another ``precision``."""
-        return MixturePosterior(self.v, self.cov, self.variant, self.prior, precision)
+        """The same posterior with the likelihood in another ``precision`` (the stars,
+        already checked, are only laid out again)."""
+        other = copy.copy(self)
+        other.precision = precision
+        other._stars = _star_arrays(self.v, self.cov, precision)
+        return other
 
     def __call__(self, theta: ArrayLike) -> np.ndarray:
         """Log posterior (up to a constant), shape (W,) for (W, P) input; ``-inf`` off support.
@@ -519,17 +531,13 @@ class MixturePosterior:
         t = np.atleast_2d(np.asarray(theta, dtype=float))
         _split(t, self.variant)  # shape check
         pr = self.prior
-        u_max = math.inf
-        if pr.max_weight < 1.0:
-            s_max = 2.0 * pr.max_weight - 1.0
-            u_max = math.log(s_max / (1.0 - s_max))
         lp, ln_w, means, upper = compiled_prior()(
             np.ascontiguousarray(t),
             self.variant == "fitted",
             pr.mean_scale_kms,
             math.log(pr.sigma_min_kms),
             math.log(pr.sigma_max_kms),
-            u_max,
+            _max_logit_weight(pr),
             pr.lkj_eta,
         )
         ok = np.isfinite(lp)

@@ -552,19 +552,20 @@ def fit_vertex(
     chain = sampler.get_chain()  # (steps, walkers, P)
     flat = chain.reshape(-1, post.ndim)
     phys = unpack(flat, variant)
-    angles = vertex_angle_deg(phys.covs[:, 0])
+    # the last check's angles (steps, walkers) and their autocorrelation time are the
+    # whole chain's: no second pass
+    rhat = split_rhat(angles)
+    angles = angles.ravel()  # flat in the chain's order, as phys
     tau = _autocorr_times(chain)
-    tau_v = _autocorr_times(angles.reshape(chain.shape[:2])[:, :, None])
     pct = _percentiles(angles)
     tau_max = float(np.max(tau))
     # independent draws of the angle, and the Monte-Carlo error of its median (Gaussian
     # approximation: sd(median) = sqrt(pi / 2) sigma / sqrt(n_eff))
-    n_eff = float(angles.size / tau_v[0]) if math.isfinite(tau_v[0]) and tau_v[0] > 0 else None
+    n_eff = float(angles.size / tau_v) if math.isfinite(tau_v) and tau_v > 0 else None
     half = 0.5 * (pct["p84"] - pct["p16"])
     mcse = None if n_eff is None else float(math.sqrt(math.pi / 2) * half / math.sqrt(n_eff))
-    rhat = split_rhat(angles.reshape(chain.shape[:2]))
     converged = bool(
-        n_eff is not None and n_eff >= p.target_ess and done >= p.converged_tau_factor * tau_v[0]
+        n_eff is not None and n_eff >= p.target_ess and done >= p.converged_tau_factor * tau_v
     )
     constrained = bool(half <= p.constrained_max_err_deg)
     acc = sampler.acceptance_fraction
@@ -591,13 +592,13 @@ def fit_vertex(
             "em_converged": em.converged,
         },
         "autocorr_time": tau_max if math.isfinite(tau_max) else None,
-        "autocorr_time_vertex": float(tau_v[0]) if math.isfinite(tau_v[0]) else None,
+        "autocorr_time_vertex": float(tau_v) if math.isfinite(tau_v) else None,
         "n_effective_vertex": n_eff,
         "mcse_vertex_deg": mcse,
         "converged": converged,
         "rhat_vertex": rhat,
         "constrained": constrained,
-        "verdict": _verdict(converged, constrained, done, tau_v[0], n_eff, mcse, half, p),
+        "verdict": _verdict(converged, constrained, done, tau_v, n_eff, mcse, half, p),
         "n_walkers": p.n_walkers,
         "precision": p.precision,
         "n_burn": p.n_burn,

@@ -286,12 +286,10 @@ def vertex_task(
 
 
 def _cluster_map(
-    client: Client,
-    name: Callable[[int, Any], str] = lambda i, job: f"vertex-fit{i:02d}-{job[2]}",
-    label: str = "vertex fits",
+    client: Client, name: Callable[[int, Any], str], label: str
 ) -> Callable[..., Iterator[Any]]:
-    """A ``map`` running an analysis' independent jobs (analyze_vertex's fits by default) as
-    tasks named ``name(i, job)`` on the cluster."""
+    """A ``map`` running an analysis' independent jobs (analyze_vertex's fits, the
+    gradient's deconvolutions) as tasks named ``name(i, job)`` on the cluster."""
 
     def cluster_map(fn: Callable[..., Any], jobs: Sequence[Any]) -> Iterator[Any]:
         tasks = [(name(i, job), (job,)) for i, job in enumerate(jobs)]
@@ -609,7 +607,8 @@ def run_vertex(
         rows = rows.sort_values("source_id", ignore_index=True)
     counts = scan.cut_counts(vertex_kernels.VERTEX_CUTS)
     t_fit = time.perf_counter()
-    result = analyze_vertex(rows, vp, int(p.seed or 0), map_fn=_cluster_map(client))
+    fits = _cluster_map(client, lambda i, job: f"vertex-fit{i:02d}-{job[2]}", "vertex fits")
+    result = analyze_vertex(rows, vp, int(p.seed or 0), map_fn=fits)
     t_fit = time.perf_counter() - t_fit
     truth = vertex_truth(load_mock_truth(run_dir))
     result.update(scan.info)
